@@ -1,0 +1,1 @@
+"""The ground-truth benchmark: synthetic lesions on real anatomy, metrics, tables and galleries."""

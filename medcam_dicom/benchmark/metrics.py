@@ -1,0 +1,75 @@
+"""How good an explanation is, measured against the classifier and against ground truth.
+
+Sufficiency (the mask alone keeps the decision), necessity (removing the mask lowers the probability),
+IoU and pointing game against the lesion, deletion and insertion AUC (rank-based: use a soft map).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits
+
+
+def iou(mask: torch.Tensor, truth: torch.Tensor) -> float:
+    """Intersection over union of two boolean masks (1.0 when both are empty)."""
+    mask, truth = mask.bool().cpu(), truth.bool().cpu()
+    union = int((mask | truth).sum())
+    return 1.0 if union == 0 else int((mask & truth).sum()) / union
+
+
+def pointing_game(saliency: torch.Tensor, truth: torch.Tensor) -> bool:
+    """Whether the saliency maximum falls inside the ground truth. When several voxels share the
+    maximum (a plateau, as in an upsampled Grad-CAM), the point is their centre of mass."""
+    saliency = saliency.detach().float().cpu()
+    peak = torch.nonzero(saliency == saliency.max()).float().mean(dim=0).round().long()
+    return bool(truth.cpu()[tuple(peak.tolist())])
+
+
+def target_probabilities(
+    classifier: nn.Module, images: torch.Tensor, target: int, batch_size: int = 32
+) -> np.ndarray:
+    """Softmax probability of ``target`` for every image of a batch ``(B, C, *spatial)``."""
+    results = []
+    with evaluation_mode(classifier), torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            logits = forward_logits(classifier, images[start : start + batch_size])
+            results.append(torch.softmax(logits.float(), dim=1)[:, target].cpu())
+    return torch.cat(results).numpy()
+
+
+def necessity(
+    classifier: nn.Module, image: torch.Tensor, mask: torch.Tensor, target: int, baseline: torch.Tensor
+) -> float:
+    """Probability of ``target`` on the full image minus on the image with the mask removed."""
+    batch = torch.stack([image, apply_mask(image, ~mask.bool(), baseline)])
+    full, removed = target_probabilities(classifier, batch, target)
+    return float(full - removed)
+
+
+def deletion_insertion_auc(
+    classifier: nn.Module,
+    image: torch.Tensor,
+    saliency: torch.Tensor,
+    target: int,
+    baseline: torch.Tensor,
+    steps: int = 20,
+) -> tuple[float, float]:
+    """Deletion AUC (lower is better: remove most salient first) and insertion AUC (higher is better:
+    reveal most salient first onto the baseline), both the mean probability over ``steps + 1`` points."""
+    flat = saliency.detach().flatten().float().cpu().numpy()
+    order = torch.from_numpy(np.argsort(-flat, kind="stable").copy())
+    count = flat.size
+    keeps = []
+    for step in range(steps + 1):
+        revealed = torch.zeros(count, dtype=torch.bool)
+        revealed[order[: int(round(count * step / steps))]] = True
+        keeps.append(revealed.view(saliency.shape))
+    keeps_tensor = torch.stack(keeps).to(image.device)
+    inserted = apply_mask(image, keeps_tensor, baseline)
+    deleted = apply_mask(image, ~keeps_tensor, baseline)
+    insertion = target_probabilities(classifier, inserted, target)
+    deletion = target_probabilities(classifier, deleted, target)
+    return float(np.trapezoid(deletion) / steps), float(np.trapezoid(insertion) / steps)

@@ -1,0 +1,304 @@
+"""``medcam-dicom benchmark``: every method on every ground-truth dataset, as a table, JSON and a gallery.
+
+For each test image the classifier's top-1 class is explained by Med-CAM; Grad-CAM and occlusion
+sensitivity are thresholded to Med-CAM's area on the same image, so all methods are compared at equal
+area and verified the same way (re-running the classifier on the hard-masked image). Localisation
+(IoU, pointing game) is measured on images whose explained decision is "lesion", where the lesion is the
+ground-truth evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from medcam_dicom.benchmark.data import DATASETS, GroundTruthSet, generate
+from medcam_dicom.benchmark.metrics import deletion_insertion_auc, iou, necessity, pointing_game
+from medcam_dicom.benchmark.training import TEST_SEED, train_classifier
+from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, explain_at_area
+from medcam_dicom.explain.config import MedCAMConfig
+from medcam_dicom.explain.medcam import MedCAM
+from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path
+
+METHODS = ("medcam", "gradcam", "occlusion")
+LESION = 1
+CACHE_DIR = Path.home() / ".cache" / "medcam-dicom"
+
+
+@dataclass
+class ImageResult:
+    """One method on one test image."""
+
+    dataset: str
+    index: int
+    label: int
+    method: str
+    target: int
+    probability: float
+    masked_probability: float
+    faithful: bool
+    area_fraction: float
+    necessity: float
+    deletion_auc: float
+    insertion_auc: float
+    seconds: float
+    steps: int
+    iou: float | None = None
+    pointing: bool | None = None
+
+
+def load_classifier(dataset: str, arch: str, progress: bool = True) -> TrainedClassifier:
+    """The shipped demo checkpoint for ``arch``, else one trained once and cached under ~/.cache."""
+    shipped = demo_checkpoint_path(dataset, arch)
+    if shipped.is_file():
+        return TrainedClassifier.load(shipped)
+    cached = CACHE_DIR / shipped.name
+    if not cached.is_file():
+        model = train_classifier(dataset, arch=arch, progress=progress)
+        model.save(cached)
+    return TrainedClassifier.load(cached)
+
+
+def _result(
+    dataset: str, index: int, label: int, explanation: Any, classifier: torch.nn.Module, image: torch.Tensor,
+    saliency: torch.Tensor, baseline: torch.Tensor, lesion: torch.Tensor,
+) -> ImageResult:
+    deletion, insertion = deletion_insertion_auc(classifier, image, saliency, explanation.target, baseline)
+    result = ImageResult(
+        dataset=dataset,
+        index=index,
+        label=label,
+        method=explanation.method,
+        target=explanation.target,
+        probability=explanation.probability,
+        masked_probability=explanation.masked_probability,
+        faithful=explanation.faithful,
+        area_fraction=explanation.area_fraction,
+        necessity=necessity(classifier, image, explanation.mask, explanation.target, baseline),
+        deletion_auc=deletion,
+        insertion_auc=insertion,
+        seconds=explanation.seconds,
+        steps=explanation.steps,
+    )
+    if label == LESION and explanation.target == LESION:
+        result.iou = iou(explanation.mask, lesion)
+        result.pointing = pointing_game(saliency, lesion)
+    return result
+
+
+def summarise(results: list[ImageResult]) -> dict[str, Any]:
+    """Aggregate figures of one method on one dataset (the row of the table)."""
+    localised = [r for r in results if r.iou is not None]
+
+    def mean(values: list[float]) -> float | None:
+        return float(np.mean(values)) if values else None
+
+    return {
+        "images": len(results),
+        "decision_kept_pct": 100.0 * mean([r.faithful for r in results]),
+        "masked_ge_original_pct": 100.0 * mean([r.masked_probability >= r.probability for r in results]),
+        "probability": mean([r.probability for r in results]),
+        "masked_probability": mean([r.masked_probability for r in results]),
+        "necessity": mean([r.necessity for r in results]),
+        "area_fraction": mean([r.area_fraction for r in results]),
+        "lesion_images": len(localised),
+        "iou": mean([r.iou for r in localised]),
+        "pointing_pct": None if not localised else 100.0 * mean([r.pointing for r in localised]),
+        "deletion_auc": mean([r.deletion_auc for r in results]),
+        "insertion_auc": mean([r.insertion_auc for r in results]),
+        "seconds_per_image": mean([r.seconds for r in results]),
+        "median_steps": float(statistics.median([r.steps for r in results])),
+    }
+
+
+def quantus_cross_check(
+    classifier: TrainedClassifier, test: GroundTruthSet, saliencies: dict[str, dict[int, torch.Tensor]],
+    baseline_value: float = 0.0,
+) -> dict[str, dict[str, float]]:
+    """Independent figures from the ``quantus`` package on the lesion images of a 2D dataset:
+    its pointing game (to compare with ours) and its region-perturbation MoRF curve (8x8 patches removed
+    most relevant first; quantus records the drop of the target output, so a higher mean drop = more
+    faithful, the mirror image of our deletion AUC where lower is better)."""
+    import quantus
+
+    figures: dict[str, dict[str, float]] = {}
+    for method, maps in saliencies.items():
+        indices = sorted(maps)
+        if not indices:
+            continue
+        x = classifier.preprocess(test.images[indices]).numpy()
+        y = np.full(len(indices), LESION)
+        a = np.stack([maps[i].numpy()[None] for i in indices]).astype(np.float32)
+        s = np.stack([test.lesions[i].numpy()[None] for i in indices]).astype(np.float32)
+        pointing = quantus.PointingGame(disable_warnings=True)(
+            model=classifier.network, x_batch=x, y_batch=y, a_batch=a, s_batch=s, device="cpu"
+        )
+        curves = quantus.RegionPerturbation(
+            patch_size=8, regions_evaluation=20, perturb_baseline=baseline_value, normalise=False,
+            disable_warnings=True,
+        )(model=classifier.network, x_batch=x, y_batch=y, a_batch=a, softmax=True, device="cpu")
+        figures[method] = {
+            "quantus_pointing_pct": 100.0 * float(np.mean(pointing)),
+            "quantus_morf_mean_drop": float(np.mean([np.mean(curve) for curve in curves])),
+        }
+    return figures
+
+
+def _gallery(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ("image", "ground truth", "Grad-CAM (equal area)", "Med-CAM")
+    figure, axes = plt.subplots(len(rows), 4, figsize=(8, 2.1 * len(rows)), squeeze=False)
+    for row, (title, image, truth, gradcam, medcam) in enumerate(rows):
+        for column, overlay in enumerate((None, truth, gradcam, medcam)):
+            axis = axes[row, column]
+            axis.imshow(image, cmap="gray" if image.ndim == 2 else None)
+            if overlay is not None:
+                shown = np.ma.masked_where(~overlay, overlay.astype(float))
+                axis.imshow(shown, cmap="autumn", alpha=0.55, vmin=0, vmax=1)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(columns[column], fontsize=8)
+        axes[row, 0].set_ylabel(title, fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _display(image: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[np.ndarray, int | None]:
+    """A 2D picture of an image (C, *spatial) in [0, 1]: the slice with most mask for volumes."""
+    array = image.numpy()
+    index = None
+    if array.ndim == 4:
+        index = int(mask.flatten(1).sum(1).argmax()) if mask is not None and mask.any() else array.shape[1] // 2
+        array = array[:, index]
+    array = array[0] if array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+    return np.clip(array, 0, 1), index
+
+
+def run_benchmark(
+    datasets: tuple[str, ...] = DATASETS,
+    images: int = 20,
+    methods: tuple[str, ...] = METHODS,
+    config: MedCAMConfig | None = None,
+    arch: str = "resnet18-small",
+    out_dir: str | Path = "benchmark-output",
+    gallery_images: int = 3,
+    cross_check: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the benchmark and write ``benchmark.json`` and ``gallery.png`` into ``out_dir``."""
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; expected any of {METHODS}")
+    if "medcam" not in methods:
+        raise ValueError("the benchmark needs 'medcam': the other methods are compared at its area")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = config or MedCAMConfig()
+    report: dict[str, Any] = {"config": config.to_dict(), "arch": arch, "images_per_dataset": images,
+                              "datasets": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    gallery_rows = []
+    all_results: list[ImageResult] = []
+    torch_threads = torch.get_num_threads()
+    for dataset in datasets:
+        classifier = load_classifier(dataset, arch, progress)
+        network = classifier.network
+        test = generate(dataset, images, seed=TEST_SEED)
+        explainer = MedCAM(network, config=config)
+        others = {"gradcam": GradCAMSaliency(network), "occlusion": OcclusionSaliency(network)}
+        results: list[ImageResult] = []
+        saliencies: dict[str, dict[int, torch.Tensor]] = {m: {} for m in methods}
+        bar = tqdm(range(len(test)), desc=f"benchmark {dataset}", unit="image", disable=not progress)
+        shown = 0
+        for index in bar:
+            image = classifier.preprocess(test.images[index])
+            label, lesion = int(test.labels[index]), test.lesions[index]
+            baseline = explainer.baseline(image)
+            medcam = explainer.explain(image)
+            row = {"medcam": medcam}
+            results.append(_result(dataset, index, label, medcam, network, image, medcam.soft_mask,
+                                   baseline, lesion))
+            if results[-1].iou is not None:
+                saliencies["medcam"][index] = medcam.soft_mask
+            for name in methods:
+                if name == "medcam":
+                    continue
+                explanation, saliency = explain_at_area(
+                    others[name], network, image, medcam.area_fraction, baseline, target=medcam.target
+                )
+                row[name] = explanation
+                results.append(_result(dataset, index, label, explanation, network, image, saliency,
+                                       baseline, lesion))
+                if results[-1].iou is not None:
+                    saliencies[name][index] = saliency
+            bar.set_postfix(faithful=medcam.faithful, area=f"{medcam.area_fraction:.3f}", steps=medcam.steps)
+            if label == LESION and medcam.target == LESION and shown < gallery_images and "gradcam" in row:
+                picture, slice_index = _display(test.images[index], lesion)
+
+                def cut(mask: torch.Tensor, slice_index: int | None = slice_index) -> np.ndarray:
+                    array = mask.numpy().astype(bool)
+                    return array[slice_index] if slice_index is not None else array
+
+                gallery_rows.append((f"{dataset} #{index}", picture, cut(lesion), cut(row["gradcam"].mask),
+                                     cut(medcam.mask)))
+                shown += 1
+        by_method = {m: summarise([r for r in results if r.method == m]) for m in methods}
+        entry: dict[str, Any] = {"methods": by_method, "classifier": classifier.metrics}
+        if cross_check and len(test.images.shape) == 4:
+            try:
+                entry["quantus"] = quantus_cross_check(classifier, test, saliencies)
+            except ImportError:
+                entry["quantus"] = "quantus is not installed (pip install medcam-dicom[test])"
+        report["datasets"][dataset] = entry
+        all_results.extend(results)
+    torch.set_num_threads(torch_threads)
+    report["images"] = [asdict(r) for r in all_results]
+    (out / "benchmark.json").write_text(json.dumps(report, indent=2))
+    if gallery_rows:
+        _gallery(gallery_rows, out / "gallery.png")
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The benchmark table, one row per dataset and method."""
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(value: Any, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    table = Table(title=f"Med-CAM ground-truth benchmark ({report['arch']}, "
+                        f"{report['images_per_dataset']} images per dataset)")
+    for column in ("dataset", "method", "kept %", "m>=p %", "p", "p masked", "necessity", "area", "IoU",
+                   "pointing %", "deletion", "insertion", "s/image", "steps"):
+        table.add_column(column, justify="right" if column not in ("dataset", "method") else "left")
+    for dataset, entry in report["datasets"].items():
+        for method, row in entry["methods"].items():
+            table.add_row(dataset, method, fmt(row["decision_kept_pct"], 1), fmt(row["masked_ge_original_pct"], 1),
+                          fmt(row["probability"]), fmt(row["masked_probability"]), fmt(row["necessity"]),
+                          fmt(row["area_fraction"]), fmt(row["iou"]), fmt(row["pointing_pct"], 1),
+                          fmt(row["deletion_auc"]), fmt(row["insertion_auc"]), fmt(row["seconds_per_image"], 2),
+                          fmt(row["median_steps"], 0))
+    console = Console(width=160)
+    console.print(table)
+    for dataset, entry in report["datasets"].items():
+        if isinstance(entry.get("quantus"), dict):
+            for method, figures in entry["quantus"].items():
+                console.print(f"quantus cross-check {dataset}/{method}: pointing "
+                              f"{figures['quantus_pointing_pct']:.1f} % (ours "
+                              f"{fmt(entry['methods'][method]['pointing_pct'], 1)} %), MoRF mean drop "
+                              f"{figures['quantus_morf_mean_drop']:.3f} (higher = better; our deletion AUC "
+                              f"{fmt(entry['methods'][method]['deletion_auc'])}, lower = better)")

@@ -1,0 +1,151 @@
+"""Comparison methods behind one interface: a saliency map (higher = more evidence) that can be
+thresholded to a binary mask of a given area, so that every method is compared at equal area.
+
+- :class:`GradCAMSaliency` wraps ``monai.visualize.GradCAM`` (one forward + backward);
+- :class:`OcclusionSaliency` wraps ``monai.visualize.OcclusionSensitivity`` (many forwards);
+- :class:`MedCAMSaliency` exposes Med-CAM's soft mask the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import numpy as np
+import torch
+from monai.visualize import GradCAM, OcclusionSensitivity
+from torch import nn
+
+from medcam_dicom.explain.explanation import Explanation
+from medcam_dicom.explain.features import default_layers
+from medcam_dicom.explain.medcam import MedCAM, resolve_device
+from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
+from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
+
+
+class SaliencyMethod(Protocol):
+    """Anything that scores every voxel of an image for a target class."""
+
+    name: str
+
+    def saliency(self, image: torch.Tensor, target: int) -> torch.Tensor:
+        """A float map with the image's spatial shape; higher means more evidence for ``target``."""
+
+
+def mask_at_area(saliency: torch.Tensor, area_fraction: float) -> torch.Tensor:
+    """Boolean mask of the ``round(area_fraction * N)`` highest-scoring voxels (ties: lower index first)."""
+    if not 0.0 <= area_fraction <= 1.0:
+        raise ValueError(f"area_fraction must lie in [0, 1], got {area_fraction}")
+    flat = saliency.detach().flatten().float().cpu()
+    count = int(round(area_fraction * flat.numel()))
+    mask = torch.zeros(flat.numel(), dtype=torch.bool)
+    if count:
+        order = np.argsort(-flat.numpy(), kind="stable")[:count]
+        mask[torch.from_numpy(order)] = True
+    return mask.view(saliency.shape)
+
+
+def _rescale(cam: torch.Tensor) -> torch.Tensor:
+    """Min-max to [0, 1] keeping the orientation (MONAI's default post-processing flips it)."""
+    low, high = cam.min(), cam.max()
+    return (cam - low) / (high - low) if high > low else torch.zeros_like(cam)
+
+
+class GradCAMSaliency:
+    """Grad-CAM at ``layer`` (default: the deepest spatial layer Med-CAM would match)."""
+
+    name = "gradcam"
+
+    def __init__(self, classifier: nn.Module, layer: str | None = None) -> None:
+        self.classifier = classifier
+        self.layer = layer
+
+    def saliency(self, image: torch.Tensor, target: int) -> torch.Tensor:
+        device = resolve_device(self.classifier, None)
+        batch = image.unsqueeze(0).to(device)
+        with evaluation_mode(self.classifier):
+            layer = self.layer
+            if layer is None:
+                spatial = [m for m in default_layers(self.classifier, batch) if m.kind == "spatial"]
+                if not spatial:
+                    raise ValueError("Grad-CAM needs a classifier with spatial feature maps (a CNN)")
+                layer = spatial[-1].name
+            cam = GradCAM(self.classifier, target_layers=layer, postprocessing=_rescale)
+            result = cam(batch, class_idx=target)
+        self.classifier.zero_grad(set_to_none=True)  # GradCAM's backward filled .grad; leave none behind
+        return result[0, 0].detach()
+
+
+class OcclusionSaliency:
+    """Occlusion sensitivity: the drop of the target probability when a patch is occluded."""
+
+    name = "occlusion"
+
+    def __init__(self, classifier: nn.Module, mask_size: int = 16, overlap: float = 0.6, n_batch: int = 32):
+        self.classifier = classifier
+        self.mask_size = mask_size
+        self.overlap = overlap
+        self.n_batch = n_batch
+
+    def saliency(self, image: torch.Tensor, target: int) -> torch.Tensor:
+        device = resolve_device(self.classifier, None)
+        batch = image.unsqueeze(0).to(device)
+        size = [min(self.mask_size, s) for s in image.shape[1:]]
+        occlusion = OcclusionSensitivity(
+            self.classifier, mask_size=size, n_batch=self.n_batch, overlap=self.overlap, verbose=False
+        )
+        with evaluation_mode(self.classifier), torch.no_grad():
+            probability = torch.softmax(forward_logits(self.classifier, batch), dim=1)[0, target]
+            occluded, _ = occlusion(batch)
+        # occluded: (1, K, *spatial) probabilities with the patch around each voxel occluded
+        return torch.as_tensor(probability - occluded[0, target]).detach().float()
+
+
+class MedCAMSaliency:
+    """Med-CAM's soft mask as a saliency map (used for rank-based metrics)."""
+
+    name = "medcam"
+
+    def __init__(self, explainer: MedCAM) -> None:
+        self.explainer = explainer
+
+    def saliency(self, image: torch.Tensor, target: int) -> torch.Tensor:
+        return self.explainer.explain(image, target).soft_mask
+
+
+def explain_at_area(
+    method: SaliencyMethod,
+    classifier: nn.Module,
+    image: torch.Tensor,
+    area_fraction: float,
+    baseline: torch.Tensor,
+    target: int | None = None,
+) -> tuple[Explanation, torch.Tensor]:
+    """Threshold ``method``'s saliency to a mask of ``area_fraction`` and verify it like Med-CAM does;
+    returns the :class:`Explanation` and the saliency map."""
+    started = time.perf_counter()
+    image = as_image_tensor(image)
+    check_channels(classifier, image)
+    device = resolve_device(classifier, None)
+    image, baseline = image.to(device), baseline.to(device)
+    with evaluation_mode(classifier), torch.no_grad():
+        logits = forward_logits(classifier, image.unsqueeze(0))
+    checked = check_target(target, logits.shape[1])
+    target_index = int(logits.argmax(dim=1)) if checked is None else checked
+    probability = float(torch.softmax(logits, dim=1)[0, target_index])
+    saliency = method.saliency(image, target_index).to(device)
+    mask = mask_at_area(saliency, area_fraction)
+    faithful, masked_probability = verify_mask(classifier, image, mask.to(device), target_index, baseline)
+    explanation = Explanation(
+        mask=mask.cpu(),
+        soft_mask=_rescale(saliency.float()).cpu(),
+        target=target_index,
+        probability=probability,
+        masked_probability=masked_probability,
+        faithful=faithful,
+        area_fraction=float(mask.float().mean()),
+        steps=0,
+        seconds=time.perf_counter() - started,
+        method=method.name,
+    )
+    return explanation, saliency.cpu()

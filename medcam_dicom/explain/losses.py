@@ -1,0 +1,79 @@
+"""The seven Med-CAM loss terms, one small function each (all differentiable, all on torch tensors).
+
+Shapes: ``logits`` ``(B, K)``; soft masks ``p`` ``(B, 1, *spatial)``; features ``(B, C, *spatial)`` for
+spatial layers or ``(B, N, D)`` for token layers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def cosine_feature_distance(full: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Mean per-location cosine distance ``1 - cos`` between feature vectors (channel axis for
+    spatial maps ``(B, C, ...)``, last axis for tokens ``(B, N, D)``)."""
+    dim = -1 if full.ndim == 3 else 1
+    return (1.0 - F.cosine_similarity(full, masked, dim=dim, eps=1e-6)).mean()
+
+
+def standardised_feature_distance(full: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """MSE between channel-standardised maps: each channel of ``full`` is centred and scaled by its
+    own spatial mean and std, and the same statistics are applied to ``masked``."""
+    reduce = tuple(range(2, full.ndim))
+    mean = full.mean(dim=reduce, keepdim=True)
+    std = full.std(dim=reduce, keepdim=True) + 1e-5
+    return F.mse_loss((masked - mean) / std, (full - mean) / std)
+
+
+def activation_matching_loss(
+    full_features: list[torch.Tensor],
+    masked_features: list[torch.Tensor],
+    layer_weights: list[float],
+    deep_from: int,
+) -> torch.Tensor:
+    """``L_act = sum_l alpha_l d(phi_l(x), phi_l(e))``: cosine distance for the layers before index
+    ``deep_from`` (and for all token layers), standardised MSE from ``deep_from`` on."""
+    total = full_features[0].new_zeros(())
+    for index, (full, masked, alpha) in enumerate(zip(full_features, masked_features, layer_weights)):
+        if full.ndim == 3 or index < deep_from:
+            distance = cosine_feature_distance(full, masked)
+        else:
+            distance = standardised_feature_distance(full, masked)
+        total = total + alpha * distance
+    return total
+
+
+def kl_loss(full_logits: torch.Tensor, masked_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``KL(softmax(f(x)/T) || softmax(f(e)/T)) * T^2``: the full image's output is the target."""
+    target = F.log_softmax(full_logits / temperature, dim=1)
+    predicted = F.log_softmax(masked_logits / temperature, dim=1)
+    return F.kl_div(predicted, target, reduction="batchmean", log_target=True) * temperature**2
+
+
+def ce_loss(masked_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``-log softmax(f(e))[y]``."""
+    return F.cross_entropy(masked_logits, target)
+
+
+def area_loss(soft_mask: torch.Tensor) -> torch.Tensor:
+    """``mean(p)``: the fraction of the image kept, softly."""
+    return soft_mask.mean()
+
+
+def binarisation_loss(soft_mask: torch.Tensor) -> torch.Tensor:
+    """``mean(p (1 - p))``: zero only for a binary mask."""
+    return (soft_mask * (1.0 - soft_mask)).mean()
+
+
+def total_variation_loss(soft_mask: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation: mean absolute difference of neighbours, summed over spatial axes."""
+    total = soft_mask.new_zeros(())
+    for axis in range(2, soft_mask.ndim):
+        total = total + soft_mask.diff(dim=axis).abs().mean()
+    return total
+
+
+def robustness_loss(background_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean ``-log softmax(f(m x + (1 - m) r))[y]`` over the random backgrounds ``r`` (one row each)."""
+    return F.cross_entropy(background_logits, target.expand(background_logits.shape[0]))

@@ -1,0 +1,68 @@
+"""The mask network (a MONAI U-Net trained from scratch) and the straight-through binary mask."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from monai.networks.nets import UNet
+from torch import nn
+
+
+def build_mask_network(
+    spatial_dims: int,
+    in_channels: int,
+    channels: tuple[int, ...],
+    strides: tuple[int, ...],
+    num_res_units: int,
+    initial_keep_probability: float,
+) -> UNet:
+    """A MONAI U-Net ``in_channels -> 1`` mask logit, its output bias set so that
+    ``sigmoid(logit) ~= initial_keep_probability`` everywhere at the start."""
+    network = UNet(
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        out_channels=1,
+        channels=channels,
+        strides=strides,
+        num_res_units=num_res_units,
+    )
+    last_conv = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d,
+                                                                  nn.ConvTranspose3d))][-1]
+    with torch.no_grad():
+        last_conv.weight.mul_(0.1)
+        if last_conv.bias is not None:
+            last_conv.bias.fill_(math.log(initial_keep_probability / (1.0 - initial_keep_probability)))
+    return network
+
+
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Replicate-pad the spatial axes of ``(B, C, *spatial)`` up to a multiple of ``multiple``;
+    returns the padded tensor and the original spatial shape (for :func:`crop_to_shape`)."""
+    spatial = tuple(image.shape[2:])
+    pad: list[int] = []
+    for size in reversed(spatial):
+        pad.extend([0, (-size) % multiple])
+    if any(pad):
+        mode = "replicate" if image.ndim in (4, 5) else "constant"
+        image = nn.functional.pad(image, pad, mode=mode)
+    return image, spatial
+
+
+def crop_to_shape(tensor: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
+    """Undo :func:`pad_to_multiple`."""
+    return tensor[(..., *[slice(0, s) for s in spatial])]
+
+
+def mask_probabilities(logits: torch.Tensor, bound: float = 6.0) -> torch.Tensor:
+    """``sigmoid(bound * tanh(z / bound))``: the soft mask ``p``, kept inside
+    ``[sigmoid(-bound), sigmoid(bound)]`` so that its gradient never vanishes and a mask that went too
+    far can always come back."""
+    return torch.sigmoid(bound * torch.tanh(logits / bound))
+
+
+def straight_through_mask(soft_mask: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Binary in the forward pass, identity gradient in the backward pass:
+    ``m = p + (1[p > t] - p).detach()``."""
+    hard = (soft_mask > threshold).to(soft_mask.dtype)
+    return soft_mask + (hard - soft_mask).detach()

@@ -1,0 +1,301 @@
+"""Per-image Med-CAM: a U-Net trained from scratch on one image learns a minimal binary mask that keeps
+the classifier's activations and decision; the result is verified by re-running the classifier."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from medcam_dicom.explain import losses
+from medcam_dicom.explain.baselines import make_baseline, robustness_backgrounds
+from medcam_dicom.explain.config import MedCAMConfig
+from medcam_dicom.explain.explanation import Explanation
+from medcam_dicom.explain.features import FeatureRecorder, MatchedLayer, default_layers, describe_layers
+from medcam_dicom.explain.mask_network import (
+    build_mask_network,
+    crop_to_shape,
+    mask_probabilities,
+    pad_to_multiple,
+    straight_through_mask,
+)
+from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
+from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
+
+
+def resolve_device(classifier: nn.Module, device: str | torch.device | None) -> torch.device:
+    """``device`` if given, else the device of the classifier's parameters (CPU when it has none)."""
+    if device is not None:
+        return torch.device(device)
+    for parameter in classifier.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
+def default_layer_weights(count: int) -> list[float]:
+    """``2**i`` for layer ``i`` (deeper layers weigh more), normalised to mean 1."""
+    raw = [2.0**i for i in range(count)]
+    return [w * count / sum(raw) for w in raw]
+
+
+class MedCAM:
+    """Explain a classifier's decisions with minimal, verified binary masks.
+
+    Args:
+        classifier: any ``torch.nn.Module`` returning logits ``(B, K)`` (a tuple output contributes its
+            first element, as MONAI's ViT returns ``(logits, hidden_states)``). It is used in eval mode
+            and never modified: no weight, gradient or mode change survives a call. When ``device``
+            differs from where its parameters are, it is moved there.
+        layers: names from ``classifier.named_modules()`` whose outputs are matched; ``None`` chooses
+            them automatically (see :mod:`medcam_dicom.explain.features`).
+        config: :class:`MedCAMConfig`; the defaults were chosen on the ground-truth benchmark.
+        device: where to optimise; ``None`` = where the classifier's parameters are.
+    """
+
+    def __init__(
+        self,
+        classifier: nn.Module,
+        layers: Sequence[str] | None = None,
+        config: MedCAMConfig | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if not isinstance(classifier, nn.Module):
+            raise ValueError(f"classifier must be a torch.nn.Module, got {type(classifier).__name__}")
+        if layers is not None:
+            if isinstance(layers, str):
+                layers = [layers]
+            layers = list(layers)
+            if not layers:
+                raise ValueError("layers must name at least one module, or be None for the default")
+            known = dict(classifier.named_modules())
+            for name in layers:
+                if name not in known or not name:
+                    FeatureRecorder(classifier, [name])  # raises the ValueError with suggestions
+        self.classifier = classifier
+        self.layer_names = layers
+        self.config = config if config is not None else MedCAMConfig()
+        self.device = resolve_device(classifier, device)
+        if resolve_device(classifier, None) != self.device:
+            classifier.to(self.device)
+        self._layer_cache: dict[tuple[int, ...], list[MatchedLayer]] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def matched_layers(self, image: torch.Tensor) -> list[MatchedLayer]:
+        """The layers matched for an image of this shape (chosen once per shape and cached)."""
+        key = tuple(image.shape)
+        if key not in self._layer_cache:
+            batch = image.unsqueeze(0).to(self.device)
+            with evaluation_mode(self.classifier):
+                if self.layer_names is None:
+                    self._layer_cache[key] = default_layers(self.classifier, batch)
+                else:
+                    self._layer_cache[key] = describe_layers(self.classifier, batch, self.layer_names)
+        return self._layer_cache[key]
+
+    def baseline(self, image: torch.Tensor) -> torch.Tensor:
+        """The configured baseline for a checked image ``(C, *spatial)`` on this explainer's device."""
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed)
+        return make_baseline(image, self.config.baseline, generator)
+
+    def verify(self, image: torch.Tensor, mask: torch.Tensor, target: int) -> tuple[bool, float]:
+        """Re-run the classifier on ``image`` ``(C, *spatial)`` hard-masked by the boolean ``mask`` with
+        the configured baseline; returns ``(faithful, masked_probability)``."""
+        image = as_image_tensor(image).to(self.device)
+        return verify_mask(self.classifier, image, mask.to(self.device), target, self.baseline(image))
+
+    # ------------------------------------------------------------------ public API
+    def explain(
+        self,
+        image: torch.Tensor | np.ndarray,
+        target: int | None = None,
+        record_history: bool = False,
+    ) -> Explanation:
+        """Explain the classifier's decision on one preprocessed image ``(C, H, W)`` or ``(C, D, H, W)``.
+
+        ``target`` defaults to the top-1 class on the full image. Raises ``ValueError`` for bad input
+        (shape, NaN/inf, channels, logits, target, layer names).
+        """
+        started = time.perf_counter()
+        image = as_image_tensor(image).to(self.device)
+        check_channels(self.classifier, image)
+        with evaluation_mode(self.classifier):
+            layers = self.matched_layers(image)
+            names = [layer.name for layer in layers]
+            with FeatureRecorder(self.classifier, names) as recorder:
+                with torch.no_grad():
+                    full_logits = forward_logits(self.classifier, image.unsqueeze(0))
+                    full_features = [recorder.outputs[name][:1].detach() for name in names]
+                num_classes = full_logits.shape[1]
+                checked = check_target(target, num_classes)
+                target_index = int(full_logits.argmax(dim=1)) if checked is None else checked
+                probability = float(torch.softmax(full_logits, dim=1)[0, target_index])
+                mask, soft_mask, steps, history = self._optimise(
+                    image, full_logits, full_features, layers, recorder, target_index, record_history
+                )
+            faithful, masked_probability = verify_mask(
+                self.classifier, image, mask, target_index, self.baseline(image)
+            )
+        return Explanation(
+            mask=mask.cpu(),
+            soft_mask=soft_mask.cpu(),
+            target=target_index,
+            probability=probability,
+            masked_probability=masked_probability,
+            faithful=faithful,
+            area_fraction=float(mask.float().mean()),
+            steps=steps,
+            seconds=time.perf_counter() - started,
+            method="medcam",
+            history=history,
+        )
+
+    def explain_batch(
+        self,
+        images: torch.Tensor | Sequence[torch.Tensor],
+        targets: Sequence[int | None] | None = None,
+        progress: bool = False,
+    ) -> list[Explanation]:
+        """Explain each image of a batch ``(B, C, ...)`` or a sequence of images, one at a time."""
+        if isinstance(images, torch.Tensor) and images.ndim not in (4, 5):
+            raise ValueError(
+                "explain_batch expects a batch (B, C, H, W) or (B, C, D, H, W), "
+                f"got shape {tuple(images.shape)}"
+            )
+        items = list(images)
+        if targets is not None and len(targets) != len(items):
+            raise ValueError(f"got {len(targets)} targets for {len(items)} images")
+        chosen = list(targets) if targets is not None else [None] * len(items)
+        iterator = tqdm(range(len(items)), desc="Med-CAM", unit="image", disable=not progress)
+        return [self.explain(items[i], chosen[i]) for i in iterator]
+
+    # ------------------------------------------------------------------ optimisation
+    def _optimise(
+        self,
+        image: torch.Tensor,
+        full_logits: torch.Tensor,
+        full_features: list[torch.Tensor],
+        layers: list[MatchedLayer],
+        recorder: FeatureRecorder,
+        target_index: int,
+        record_history: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, int, list[dict[str, float]]]:
+        config = self.config
+        weights = config.weights
+        spatial_dims = image.ndim - 1
+        generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        baseline = self.baseline(image).unsqueeze(0)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(config.seed)
+            network = build_mask_network(
+                spatial_dims,
+                image.shape[0],
+                config.unet_channels,
+                config.unet_strides,
+                config.unet_res_units,
+                config.initial_keep_probability,
+            ).to(self.device)
+        parameters = list(network.parameters())
+        learning_rate = config.learning_rate
+        optimiser = torch.optim.Adam(parameters, lr=learning_rate)
+        last_faithful_state = [p.detach().clone() for p in parameters]
+        unfaithful_run = 0
+        multiple = int(np.prod(config.unet_strides))
+        network_input, spatial = pad_to_multiple(image.unsqueeze(0), multiple)
+        x = image.unsqueeze(0)
+        target = torch.tensor([target_index], device=self.device)
+        layer_weights = list(config.layer_weights or default_layer_weights(len(layers)))
+        if len(layer_weights) != len(layers):
+            raise ValueError(
+                f"MedCAMConfig.layer_weights has {len(layer_weights)} entries for {len(layers)} matched layers"
+            )
+        deep_from = len(layers) // 2
+        use_robustness = weights.rob > 0 and len(config.robustness_backgrounds) > 0
+        names = [layer.name for layer in layers]
+
+        areas: deque[float] = deque(maxlen=config.convergence_window)
+        history: list[dict[str, float]] = []
+        best: tuple[float, torch.Tensor, torch.Tensor] | None = None
+        converged = False
+        step = 0
+        hard = soft = None
+        for step in range(config.max_steps + 1):
+            soft = mask_probabilities(crop_to_shape(network(network_input), spatial))  # (1, 1, *spatial)
+            mask = straight_through_mask(soft, config.threshold)
+            hard = mask.detach() > 0.5
+            inputs = [mask * x + (1.0 - mask) * baseline]
+            if use_robustness:
+                backgrounds = robustness_backgrounds(image, config.robustness_backgrounds, generator)
+                inputs.append(mask * x + (1.0 - mask) * backgrounds)
+            logits = forward_logits(self.classifier, torch.cat(inputs))
+            masked_logits = logits[:1]
+            faithful_now = int(masked_logits.argmax(dim=1)) == target_index
+            area_now = float(hard.float().mean())
+            areas.append(area_now)
+            if faithful_now and (best is None or area_now < best[0]) and step >= config.min_steps:
+                best = (area_now, hard[0, 0].clone(), soft.detach()[0, 0].clone())
+            stable = len(areas) == areas.maxlen and max(areas) - min(areas) < config.area_tolerance
+            decided = (soft * (1.0 - soft)).mean().item() < config.decided_tolerance
+            if faithful_now and step >= config.min_steps and stable and decided:
+                converged = True
+                break
+            if step == config.max_steps:
+                break
+            if faithful_now:
+                unfaithful_run = 0
+                for saved, parameter in zip(last_faithful_state, parameters):
+                    saved.copy_(parameter.detach())
+            else:
+                unfaithful_run += 1
+            if unfaithful_run >= config.backtrack_patience:
+                # the mask shrank past the decision boundary and is not coming back: return to the
+                # last faithful state and continue more gently
+                with torch.no_grad():
+                    for saved, parameter in zip(last_faithful_state, parameters):
+                        parameter.copy_(saved)
+                learning_rate *= 0.5
+                optimiser = torch.optim.Adam(parameters, lr=learning_rate)
+                unfaithful_run = 0
+                areas.clear()
+                continue
+
+            terms: dict[str, torch.Tensor] = {}
+            if weights.act > 0:
+                masked_features = [recorder.outputs[name][:1] for name in names]
+                terms["act"] = losses.activation_matching_loss(
+                    full_features, masked_features, layer_weights, deep_from
+                )
+            if weights.ce > 0:
+                terms["ce"] = losses.ce_loss(masked_logits, target)
+            if weights.kl > 0:
+                terms["kl"] = losses.kl_loss(full_logits, masked_logits, config.temperature)
+            if weights.area > 0:
+                terms["area"] = losses.area_loss(soft)
+            if weights.bin > 0:
+                terms["bin"] = losses.binarisation_loss(soft)
+            if weights.tv > 0:
+                terms["tv"] = losses.total_variation_loss(soft)
+            if use_robustness:
+                terms["rob"] = losses.robustness_loss(logits[1:], target)
+            scale = {"area": 1.0 if faithful_now else config.area_gate}
+            loss = sum(getattr(weights, name) * scale.get(name, 1.0) * value for name, value in terms.items())
+            optimiser.zero_grad(set_to_none=True)
+            # autograd.grad (not backward): no gradient ever reaches the classifier's parameters
+            gradients = torch.autograd.grad(loss, parameters)
+            for parameter, gradient in zip(parameters, gradients):
+                parameter.grad = gradient
+            optimiser.step()
+            if record_history:
+                row = {name: value.item() for name, value in terms.items()}
+                row.update(step=step, loss=loss.item(), hard_area=area_now, faithful=float(faithful_now))
+                history.append(row)
+
+        assert hard is not None and soft is not None
+        chosen_mask, chosen_soft = hard[0, 0], soft.detach()[0, 0]
+        if not converged and best is not None and not faithful_now:
+            _, chosen_mask, chosen_soft = best
+        return chosen_mask, chosen_soft.float(), step, history

@@ -1,0 +1,55 @@
+"""Running the classifier, and the check that makes a mask an explanation: re-run it on the evidence."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from medcam_dicom.explain.validation import logits_of
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode for the duration, then restore each one's own flag."""
+    flags = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, flag in flags.items():
+            module.training = flag
+
+
+def forward_logits(classifier: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """``classifier(batch)`` as checked ``(B, K)`` logits; a failing forward becomes a ``ValueError``."""
+    try:
+        output = classifier(batch)
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        raise ValueError(f"classifier failed on an input of shape {tuple(batch.shape)}: {error}") from error
+    return logits_of(output, batch.shape[0])
+
+
+def apply_mask(image: torch.Tensor, keep: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
+    """``keep * image + (1 - keep) * baseline``; ``keep`` (bool or float) has the spatial shape and is
+    broadcast over channels (and over a leading batch axis when ``keep`` has one)."""
+    keep = keep.to(image.device, image.dtype).unsqueeze(-image.ndim)
+    return keep * image + (1.0 - keep) * baseline
+
+
+def verify_mask(
+    classifier: nn.Module,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    target: int,
+    baseline: torch.Tensor,
+) -> tuple[bool, float]:
+    """Re-run ``classifier`` on the hard-masked image ``(C, *spatial)``; returns
+    ``(argmax == target, softmax probability of target)``."""
+    evidence = apply_mask(image, mask.bool(), baseline)
+    with evaluation_mode(classifier), torch.no_grad():
+        logits = forward_logits(classifier, evidence.unsqueeze(0))
+    probabilities = torch.softmax(logits.float(), dim=1)[0]
+    return bool(int(probabilities.argmax()) == target), float(probabilities[target])

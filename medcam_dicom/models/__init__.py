@@ -1,0 +1,1 @@
+"""Classifiers: architectures, and the demo models shipped with the package."""

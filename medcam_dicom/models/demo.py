@@ -1,0 +1,106 @@
+"""The demo classifiers: small MONAI ResNets trained on the benchmark data by
+``scripts/train_demo_models.py`` and shipped with the package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from medcam_dicom.models.architectures import build_classifier
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+
+
+@dataclass
+class TrainedClassifier:
+    """A classifier with what is needed to feed it: per-channel normalisation and class names.
+
+    ``preprocess`` maps an image in [0, 1] ``(C, *spatial)`` to the classifier's input space.
+    """
+
+    network: nn.Module
+    arch: str
+    dataset: str
+    spatial_dims: int
+    in_channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+    metrics: dict[str, Any]
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """Normalise an image in [0, 1] (or a batch) channel-wise with the training statistics."""
+        shape = (-1,) + (1,) * self.spatial_dims
+        mean = torch.tensor(self.mean, dtype=image.dtype, device=image.device).view(shape)
+        std = torch.tensor(self.std, dtype=image.dtype, device=image.device).view(shape)
+        return (image - mean) / std
+
+    def save(self, path: str | Path) -> None:
+        """Save weights (float16, to keep the file small) and metadata to one ``.pt`` file."""
+        state = {k: v.half() if v.is_floating_point() else v for k, v in self.network.state_dict().items()}
+        payload = {
+            "format": "medcam-dicom-classifier/1",
+            "arch": self.arch,
+            "dataset": self.dataset,
+            "spatial_dims": self.spatial_dims,
+            "in_channels": self.in_channels,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "class_names": list(self.class_names),
+            "metrics": self.metrics,
+            "state_dict": state,
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, temporary)
+        temporary.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TrainedClassifier:
+        """Load a file written by :meth:`save`; raises ``ValueError`` naming the file when it is not one."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"classifier checkpoint {path} does not exist")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unpickling failure means "not our file"
+            raise ValueError(f"{path} is not a readable classifier checkpoint: {error}") from error
+        if not isinstance(payload, dict) or payload.get("format") != "medcam-dicom-classifier/1":
+            raise ValueError(f"{path} is not a medcam-dicom classifier checkpoint (missing 'format')")
+        network = build_classifier(
+            payload["arch"], payload["spatial_dims"], payload["in_channels"], len(payload["class_names"])
+        )
+        state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        network.load_state_dict(state)
+        network.eval().to(device)
+        return cls(
+            network=network,
+            arch=payload["arch"],
+            dataset=payload["dataset"],
+            spatial_dims=payload["spatial_dims"],
+            in_channels=payload["in_channels"],
+            mean=tuple(payload["mean"]),
+            std=tuple(payload["std"]),
+            class_names=tuple(payload["class_names"]),
+            metrics=dict(payload.get("metrics", {})),
+        )
+
+
+def demo_checkpoint_path(dataset: str, arch: str = "resnet18-small") -> Path:
+    """Where the shipped demo checkpoint of ``dataset`` lies."""
+    return DEMO_DIR / f"{dataset}-{arch}.pt"
+
+
+def load_demo_classifier(dataset: str, device: str | torch.device = "cpu") -> TrainedClassifier:
+    """The shipped demo classifier for a benchmark dataset (``ct``, ``mr``, ``fundus``, ...)."""
+    path = demo_checkpoint_path(dataset)
+    if not path.is_file():
+        raise ValueError(
+            f"no demo classifier for dataset {dataset!r} at {path}; run scripts/train_demo_models.py"
+        )
+    return TrainedClassifier.load(path, device)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Install medcam-dicom into ./.venv (created if missing) with the pinned CPU torch.
+# Usage: bash scripts/install.sh [extra]   e.g. "bash scripts/install.sh test" adds the test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+# torch first, exactly pinned: anything unpinned would pull a multi-GB CUDA build
+python -m pip install --quiet -c constraints.txt torch
+if [ "${1:-}" = "test" ]; then
+  python -m pip install --quiet -c constraints.txt -e ".[test]"
+else
+  python -m pip install --quiet -c constraints.txt -e .
+fi

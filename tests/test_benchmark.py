@@ -1,0 +1,132 @@
+"""Ground-truth data, metrics, comparison methods, the demo checkpoints and the benchmark command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import BlobDetector, LooksAtCorner, blob_image
+
+from medcam_dicom.benchmark.data import DATASETS, SPECS, generate
+from medcam_dicom.benchmark.metrics import deletion_insertion_auc, iou, necessity, pointing_game
+from medcam_dicom.benchmark.training import train_classifier
+from medcam_dicom.cli import main
+from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, explain_at_area, mask_at_area
+from medcam_dicom.models.demo import TrainedClassifier, load_demo_classifier
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_generated_data_has_lesions_only_in_class_one_and_is_reproducible(name):
+    first, second = generate(name, 4, seed=7), generate(name, 4, seed=7)
+    spec = SPECS[name]
+    assert first.images.shape == (4, spec.channels, *spec.spatial_shape)
+    assert torch.equal(first.images, second.images)
+    assert first.labels.tolist() == [0, 1, 0, 1]
+    assert not first.lesions[0].any() and not first.lesions[2].any()
+    assert first.lesions[1].any() and first.lesions[3].any()
+    assert 0.0 <= float(first.images.min()) and float(first.images.max()) <= 1.0
+    assert not torch.equal(first.images, generate(name, 4, seed=8).images)
+
+
+def test_iou_and_pointing_game():
+    a = torch.zeros(4, 4, dtype=torch.bool)
+    a[:2] = True
+    b = torch.zeros(4, 4, dtype=torch.bool)
+    b[1:3] = True
+    assert iou(a, b) == pytest.approx(4 / 12)
+    assert iou(a, a) == 1.0
+    saliency = torch.zeros(4, 4)
+    saliency[3, 3] = 1.0
+    assert not pointing_game(saliency, a)
+    plateau = torch.zeros(4, 4)
+    plateau[0:2, 0:3] = 1.0  # centre of mass of the plateau is (0.5, 1) -> inside a
+    assert pointing_game(plateau, a)
+
+
+def test_deletion_insertion_and_necessity_reward_the_evidence_the_classifier_uses():
+    classifier = LooksAtCorner()
+    image = torch.zeros(1, 16, 16)
+    image[:, :8, :8] = 1.0
+    baseline = torch.zeros_like(image)
+    good = torch.zeros(16, 16)
+    good[:8, :8] = 1.0
+    bad = torch.zeros(16, 16)
+    bad[8:, 8:] = 1.0
+    good_deletion, good_insertion = deletion_insertion_auc(classifier, image, good, 1, baseline)
+    bad_deletion, bad_insertion = deletion_insertion_auc(classifier, image, bad, 1, baseline)
+    assert good_deletion < bad_deletion and good_insertion > bad_insertion
+    assert necessity(classifier, image, good.bool(), 1, baseline) > 0.9
+    assert necessity(classifier, image, bad.bool(), 1, baseline) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mask_at_area_keeps_exactly_the_requested_number_of_top_voxels():
+    saliency = torch.arange(100, dtype=torch.float32).view(10, 10)
+    mask = mask_at_area(saliency, 0.07)
+    assert int(mask.sum()) == 7 and mask.flatten()[-7:].all()
+    with pytest.raises(ValueError, match="area_fraction"):
+        mask_at_area(saliency, 1.5)
+
+
+@pytest.mark.parametrize("method", [GradCAMSaliency, OcclusionSaliency])
+def test_comparison_methods_point_at_the_blob_and_are_verified(method):
+    classifier = BlobDetector()
+    image, disk = blob_image()
+    saliency_method = method(classifier) if method is GradCAMSaliency else method(classifier, mask_size=8)
+    explanation, saliency = explain_at_area(saliency_method, classifier, image, float(disk.float().mean()),
+                                            torch.zeros_like(image))
+    assert saliency.shape == (32, 32)
+    assert pointing_game(saliency, disk)
+    assert explanation.method == saliency_method.name and explanation.target == 1
+    assert explanation.area_fraction == pytest.approx(float(disk.float().mean()), abs=2e-3)
+    assert all(p.grad is None for p in classifier.parameters())
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_shipped_demo_classifiers_recognise_the_lesion(name):
+    model = load_demo_classifier(name)
+    assert model.metrics["validation_accuracy"] >= 0.95
+    test = generate(name, 8, seed=3)
+    with torch.no_grad():
+        predicted = model.network(model.preprocess(test.images)).argmax(1)
+    assert (predicted == test.labels).float().mean() >= 0.75
+
+
+def test_checkpoint_round_trip_and_bad_checkpoint(tmp_path):
+    model = train_classifier("mr", train_images=16, validation_images=8, epochs=1, progress=False)
+    path = tmp_path / "mr.pt"
+    model.save(path)
+    loaded = TrainedClassifier.load(path)
+    x = model.preprocess(generate("mr", 2, seed=5).images)
+    with torch.no_grad():
+        assert torch.allclose(model.network.eval()(x), loaded.network(x), atol=5e-2)
+    assert loaded.mean == model.mean and loaded.class_names == model.class_names
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        TrainedClassifier.load(tmp_path / "bad.pt")
+
+
+def test_benchmark_command_writes_table_json_and_gallery(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["benchmark", "--datasets", "mr", "--images", "2", "--max-steps", "15", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "benchmark.json").read_text())
+    rows = report["datasets"]["mr"]["methods"]
+    assert set(rows) == {"medcam", "gradcam", "occlusion"}
+    for row in rows.values():
+        assert row["images"] == 2 and 0.0 <= row["decision_kept_pct"] <= 100.0
+    assert "quantus_pointing_pct" in report["datasets"]["mr"]["quantus"]["gradcam"]
+    assert (out / "gallery.png").stat().st_size > 1000
+    assert "Med-CAM ground-truth benchmark" in capsys.readouterr().out
+
+
+def test_demo_command_writes_pictures_and_summary(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--datasets", "ct3d", "--images", "1", "--max-steps", "5", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary[0]["dataset"] == "ct3d" and (out / "ct3d-0.png").is_file()
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    assert main(["benchmark", "--images", "0"]) == 2
+    assert "--images" in capsys.readouterr().err
