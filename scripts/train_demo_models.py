@@ -3,30 +3,46 @@
     python scripts/train_demo_models.py                 # all datasets, the shipped small ResNet-18s
     python scripts/train_demo_models.py --datasets ct   # one dataset
 
-Rerunning it reproduces the checkpoints (seeded data, seeded initialisation, CPU).
+Rerunning it reproduces the shipped checkpoints (seeded data, seeded initialisation, CPU). The 2D
+classifiers see half of each batch masked (see ``masking_augmentation``); the 3D one is trained without:
+with masking it had reached only 0.66 validation accuracy after 7 of 10 epochs on these CPUs.
 """
 
 from __future__ import annotations
 
 import argparse
 
-import torch
-
 from medcam_dicom.benchmark.data import DATASETS
 from medcam_dicom.benchmark.training import train_classifier
 from medcam_dicom.models.demo import demo_checkpoint_path
+
+# per dataset: (epochs, training images per epoch, fraction of each batch shown masked)
+RECIPES = {
+    "ct": (10, 1500, 0.5),
+    "mr": (10, 1500, 0.5),
+    "fundus": (10, 1500, 0.5),
+    "histology": (10, 1500, 0.5),
+    "ct3d": (8, 2000, 0.0),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--arch", default="resnet18-small")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--train-images", type=int, default=1500)
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--train-images", type=int, help="override the recipe's images per epoch")
+    parser.add_argument("--masking", type=float, help="override the recipe's masked fraction of a batch")
     args = parser.parse_args()
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     for dataset in args.datasets:
-        model = train_classifier(dataset, arch=args.arch, epochs=args.epochs, train_images=args.train_images)
+        epochs, images, masking = RECIPES[dataset]
+        model = train_classifier(
+            dataset,
+            arch=args.arch,
+            epochs=args.epochs or epochs,
+            train_images=args.train_images or images,
+            masking=masking if args.masking is None else args.masking,
+        )
         path = demo_checkpoint_path(dataset, args.arch)
         model.save(path)
         print(f"{dataset}: validation accuracy {model.metrics['validation_accuracy']:.3f} -> {path}")

@@ -80,6 +80,7 @@ def test_comparison_methods_point_at_the_blob_and_are_verified(method):
     assert explanation.method == saliency_method.name and explanation.target == 1
     assert explanation.area_fraction == pytest.approx(float(disk.float().mean()), abs=2e-3)
     assert all(p.grad is None for p in classifier.parameters())
+    assert all(not m._forward_hooks and not m._backward_hooks for m in classifier.modules())
 
 
 @pytest.mark.parametrize("name", DATASETS)
@@ -130,3 +131,37 @@ def test_demo_command_writes_pictures_and_summary(tmp_path):
 def test_cli_rejects_bad_arguments(capsys):
     assert main(["benchmark", "--images", "0"]) == 2
     assert "--images" in capsys.readouterr().err
+
+
+def test_masking_augmentation_relabels_images_whose_lesion_was_masked_out():
+    from medcam_dicom.benchmark.training import masking_augmentation, random_blob_masks
+
+    generator = torch.Generator().manual_seed(0)
+    masks = random_blob_masks((16, 32, 32), generator)
+    fractions = masks.flatten(1).float().mean(1)
+    assert float(fractions.min()) >= 0.04 and float(fractions.max()) <= 0.61
+    data = generate("ct", 32, seed=11)
+    images, labels = masking_augmentation(data.images, data.labels, data.lesions, generator, probability=1.0)
+    changed = (images != data.images).flatten(1).any(1)
+    assert changed.any()
+    assert torch.equal(labels[data.labels == 0], data.labels[data.labels == 0])
+    for index in torch.nonzero((data.labels == 1) & (labels == 0)).flatten():
+        kept = images[index][:, data.lesions[index]]
+        original = data.images[index][:, data.lesions[index]]
+        assert not torch.allclose(kept, original), "a relabelled image must have lost its lesion"
+
+
+def test_medcam_finds_the_planted_lesion_far_better_than_chance():
+    """Two lesion images of the CT test set, with the default configuration."""
+    from medcam_dicom import MedCAM
+
+    model = load_demo_classifier("ct")
+    test = generate("ct", 6, seed=3)
+    explainer = MedCAM(model.network)
+    for index in (3, 5):
+        lesion = test.lesions[index]
+        explanation = explainer.explain(model.preprocess(test.images[index]))
+        assert explanation.target == 1 and explanation.faithful
+        area, truth = explanation.area_fraction, float(lesion.float().mean())
+        chance = area * truth / (area + truth - area * truth)  # expected IoU of a random mask of this area
+        assert iou(explanation.mask, lesion) >= max(0.3, 5 * chance)

@@ -70,9 +70,18 @@ class GradCAMSaliency:
                 if not spatial:
                     raise ValueError("Grad-CAM needs a classifier with spatial feature maps (a CNN)")
                 layer = spatial[-1].name
-            cam = GradCAM(self.classifier, target_layers=layer, postprocessing=_rescale)
-            result = cam(batch, class_idx=target)
-        self.classifier.zero_grad(set_to_none=True)  # GradCAM's backward filled .grad; leave none behind
+            hooks_before = {m: (set(m._forward_hooks), set(m._backward_hooks)) for m in self.classifier.modules()}
+            try:
+                cam = GradCAM(self.classifier, target_layers=layer, postprocessing=_rescale)
+                result = cam(batch, class_idx=target)
+            finally:
+                # MONAI's GradCAM leaves its hooks on the layer and fills .grad: leave neither behind
+                for module, (forward, backward) in hooks_before.items():
+                    for key in set(module._forward_hooks) - forward:
+                        del module._forward_hooks[key]
+                    for key in set(module._backward_hooks) - backward:
+                        del module._backward_hooks[key]
+                self.classifier.zero_grad(set_to_none=True)
         return result[0, 0].detach()
 
 

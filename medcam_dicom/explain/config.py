@@ -81,7 +81,7 @@ class MedCAMConfig:
     robustness_backgrounds: tuple[str, ...] = ("zero", "blur")
     layer_weights: tuple[float, ...] | None = None
     learning_rate: float = 3e-2
-    max_steps: int = 150
+    max_steps: int = 300
     min_steps: int = 30
     convergence_window: int = 10
     area_tolerance: float = 0.01

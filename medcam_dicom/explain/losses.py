@@ -19,10 +19,13 @@ def cosine_feature_distance(full: torch.Tensor, masked: torch.Tensor) -> torch.T
 
 def standardised_feature_distance(full: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
     """MSE between channel-standardised maps: each channel of ``full`` is centred and scaled by its
-    own spatial mean and std, and the same statistics are applied to ``masked``."""
+    own spatial mean and std, and the same statistics are applied to ``masked``. A channel that is
+    (nearly) constant on the full image is scaled by a tenth of the mean channel std instead, so that
+    a dead channel cannot blow the term up."""
     reduce = tuple(range(2, full.ndim))
     mean = full.mean(dim=reduce, keepdim=True)
-    std = full.std(dim=reduce, keepdim=True) + 1e-5
+    std = full.std(dim=reduce, keepdim=True)
+    std = std.clamp_min(0.1 * float(std.mean()) + 1e-6)
     return F.mse_loss((masked - mean) / std, (full - mean) / std)
 
 
