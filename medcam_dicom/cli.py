@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="explain demo images with the shipped demo classifiers")
     demo.add_argument("--out", default="medcam-demo-output", help="output folder (default: %(default)s)")
     demo.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    demo.add_argument("--images", type=int, default=2, help="images per dataset (default: %(default)s)")
+    demo.add_argument("--images", type=int, default=1,
+                      help="images per dataset, lesion first, then normal (default: %(default)s)")
     demo.add_argument("--max-steps", type=int, help="cap on optimisation steps per image")
     demo.add_argument("--seed", type=int)
     demo.set_defaults(handler=_demo)

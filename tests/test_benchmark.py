@@ -125,7 +125,8 @@ def test_demo_command_writes_pictures_and_summary(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--datasets", "ct3d", "--images", "1", "--max-steps", "5", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary[0]["dataset"] == "ct3d" and (out / "ct3d-0.png").is_file()
+    assert summary[0]["dataset"] == "ct3d" and summary[0]["true_class"] == "lesion"
+    assert (out / "ct3d-1.png").is_file() and (out / "ct3d-1.pt").is_file()
 
 
 def test_cli_rejects_bad_arguments(capsys):

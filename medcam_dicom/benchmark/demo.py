@@ -48,18 +48,19 @@ def run_demo(
     config: MedCAMConfig | None = None,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Explain ``per_dataset`` test images (alternately normal and lesion) of each dataset; writes one
-    PNG per image and ``summary.json`` into ``out_dir``; returns the summary rows."""
+    """Explain ``per_dataset`` test images of each dataset, a lesion image first, then a normal one,
+    and so on; writes one PNG per image and ``summary.json`` into ``out_dir``; returns the summary rows."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(dataset, index) for dataset in datasets for index in range(per_dataset)]
+    order = [index ^ 1 for index in range(per_dataset + per_dataset % 2)][:per_dataset]  # 1, 0, 3, 2, ...
+    jobs = [(dataset, index) for dataset in datasets for index in order]
     loaded: dict[str, Any] = {}
     rows = []
     for dataset, index in tqdm(jobs, desc="Med-CAM demo", unit="image", disable=not progress):
         if dataset not in loaded:
             classifier = load_demo_classifier(dataset)
             loaded[dataset] = (classifier, MedCAM(classifier.network, config=config),
-                               generate(dataset, per_dataset, seed=TEST_SEED))
+                               generate(dataset, len(order) + len(order) % 2, seed=TEST_SEED))
         classifier, explainer, test = loaded[dataset]
         explanation = explainer.explain(classifier.preprocess(test.images[index]))
         name = classifier.class_names[explanation.target]
