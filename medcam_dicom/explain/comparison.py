@@ -2,8 +2,9 @@
 thresholded to a binary mask of a given area, so that every method is compared at equal area.
 
 - :class:`GradCAMSaliency` wraps ``monai.visualize.GradCAM`` (one forward + backward);
-- :class:`OcclusionSaliency` wraps ``monai.visualize.OcclusionSensitivity`` (many forwards);
-- :class:`MedCAMSaliency` exposes Med-CAM's soft mask the same way.
+- :class:`OcclusionSaliency` wraps ``monai.visualize.OcclusionSensitivity`` (many forwards).
+
+Med-CAM's own soft mask (``Explanation.soft_mask``) plays the saliency role for rank-based metrics.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import default_layers
-from medcam_dicom.explain.medcam import MedCAM, resolve_device
+from medcam_dicom.explain.medcam import resolve_device
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
 
@@ -108,18 +109,6 @@ class OcclusionSaliency:
             occluded, _ = occlusion(batch)
         # occluded: (1, K, *spatial) probabilities with the patch around each voxel occluded
         return torch.as_tensor(probability - occluded[0, target]).detach().float()
-
-
-class MedCAMSaliency:
-    """Med-CAM's soft mask as a saliency map (used for rank-based metrics)."""
-
-    name = "medcam"
-
-    def __init__(self, explainer: MedCAM) -> None:
-        self.explainer = explainer
-
-    def saliency(self, image: torch.Tensor, target: int) -> torch.Tensor:
-        return self.explainer.explain(image, target).soft_mask
 
 
 def explain_at_area(
