@@ -12,21 +12,16 @@ import argparse
 import json
 import statistics
 
-from medcam_dicom.benchmark.run import ImageResult, print_report, summarise
+from medcam_dicom.benchmark.run import METHODS, TABLE_COLUMNS, ImageResult, print_report, summarise
 
 
 def print_markdown(report: dict) -> None:
     """The same table as Markdown (for docs/benchmark.md)."""
-    columns = [("kept %", "decision_kept_pct", 1), ("m≥p %", "masked_ge_original_pct", 1),
-               ("m≥p−0.01 %", "masked_within_001_pct", 1), ("p", "probability", 3),
-               ("p masked", "masked_probability", 3), ("necessity", "necessity", 3), ("area", "area_fraction", 3),
-               ("IoU", "iou", 3), ("pointing %", "pointing_pct", 1), ("deletion", "deletion_auc", 3),
-               ("insertion", "insertion_auc", 3), ("s/image", "seconds_per_image", 2), ("steps", "median_steps", 0)]
-    print("| dataset | method | " + " | ".join(c[0] for c in columns) + " |")
-    print("|---|---|" + "---:|" * len(columns))
+    print("| dataset | method | " + " | ".join(heading for heading, _, _ in TABLE_COLUMNS) + " |")
+    print("|---|---|" + "---:|" * len(TABLE_COLUMNS))
     for dataset, entry in report["datasets"].items():
         for method, row in entry["methods"].items():
-            cells = ["-" if row[key] is None else f"{row[key]:.{digits}f}" for _, key, digits in columns]
+            cells = ["-" if row[key] is None else f"{row[key]:.{digits}f}" for _, key, digits in TABLE_COLUMNS]
             print(f"| {dataset} | {method} | " + " | ".join(cells) + " |")
 
 
@@ -44,15 +39,14 @@ def main() -> None:
         rows = [ImageResult(**row) for row in report["images"]]
         results.extend(rows)
         for dataset, entry in report["datasets"].items():
-            methods = sorted({r.method for r in rows if r.dataset == dataset}, key=["medcam", "gradcam",
-                                                                                      "occlusion"].index)
+            methods = sorted({r.method for r in rows if r.dataset == dataset}, key=METHODS.index)
             merged["datasets"][dataset] = {
                 "methods": {m: summarise([r for r in rows if r.dataset == dataset and r.method == m])
                             for m in methods},
                 "quantus": entry.get("quantus"),
             }
     merged["datasets"]["ALL"] = {"methods": {m: summarise([r for r in results if r.method == m])
-                                             for m in ("medcam", "gradcam", "occlusion")
+                                             for m in METHODS
                                              if any(r.method == m for r in results)}}
     if args.markdown:
         print_markdown(merged)

@@ -52,7 +52,7 @@ def run_demo(
     and so on; writes one PNG per image and ``summary.json`` into ``out_dir``; returns the summary rows."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    order = [index ^ 1 for index in range(per_dataset + per_dataset % 2)][:per_dataset]  # 1, 0, 3, 2, ...
+    order = [index ^ 1 for index in range(per_dataset)]  # 1, 0, 3, 2, ...: generated images alternate 0, 1
     jobs = [(dataset, index) for dataset in datasets for index in order]
     loaded: dict[str, Any] = {}
     rows = []
@@ -60,7 +60,7 @@ def run_demo(
         if dataset not in loaded:
             classifier = load_demo_classifier(dataset)
             loaded[dataset] = (classifier, MedCAM(classifier.network, config=config),
-                               generate(dataset, len(order) + len(order) % 2, seed=TEST_SEED))
+                               generate(dataset, max(order) + 1, seed=TEST_SEED))
         classifier, explainer, test = loaded[dataset]
         explanation = explainer.explain(classifier.preprocess(test.images[index]))
         name = classifier.class_names[explanation.target]

@@ -274,6 +274,24 @@ def run_benchmark(
     return report
 
 
+# the table's figure columns: (heading, key in a summarise() row, decimals)
+TABLE_COLUMNS = (
+    ("kept %", "decision_kept_pct", 1),
+    ("m>=p %", "masked_ge_original_pct", 1),
+    ("m>=p-.01 %", "masked_within_001_pct", 1),
+    ("p", "probability", 3),
+    ("p masked", "masked_probability", 3),
+    ("necessity", "necessity", 3),
+    ("area", "area_fraction", 3),
+    ("IoU", "iou", 3),
+    ("pointing %", "pointing_pct", 1),
+    ("deletion", "deletion_auc", 3),
+    ("insertion", "insertion_auc", 3),
+    ("s/image", "seconds_per_image", 2),
+    ("steps", "median_steps", 0),
+)
+
+
 def print_report(report: dict[str, Any]) -> None:
     """The benchmark table, one row per dataset and method."""
     from rich.console import Console
@@ -284,17 +302,13 @@ def print_report(report: dict[str, Any]) -> None:
 
     table = Table(title=f"Med-CAM ground-truth benchmark ({report['arch']}, "
                         f"{report['images_per_dataset']} images per dataset)")
-    for column in ("dataset", "method", "kept %", "m>=p %", "m>=p-.01 %", "p", "p masked", "necessity", "area", "IoU",
-                   "pointing %", "deletion", "insertion", "s/image", "steps"):
-        table.add_column(column, justify="right" if column not in ("dataset", "method") else "left")
+    table.add_column("dataset")
+    table.add_column("method")
+    for heading, _, _ in TABLE_COLUMNS:
+        table.add_column(heading, justify="right")
     for dataset, entry in report["datasets"].items():
         for method, row in entry["methods"].items():
-            table.add_row(dataset, method, fmt(row["decision_kept_pct"], 1), fmt(row["masked_ge_original_pct"], 1),
-                          fmt(row["masked_within_001_pct"], 1),
-                          fmt(row["probability"]), fmt(row["masked_probability"]), fmt(row["necessity"]),
-                          fmt(row["area_fraction"]), fmt(row["iou"]), fmt(row["pointing_pct"], 1),
-                          fmt(row["deletion_auc"]), fmt(row["insertion_auc"]), fmt(row["seconds_per_image"], 2),
-                          fmt(row["median_steps"], 0))
+            table.add_row(dataset, method, *[fmt(row[key], digits) for _, key, digits in TABLE_COLUMNS])
     console = Console(width=160)
     console.print(table)
     for dataset, entry in report["datasets"].items():
