@@ -52,6 +52,82 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    import json
+    import warnings
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from medcam_dicom.dicom.examples import example_inputs
+    from medcam_dicom.dicom.pipeline import explain_series
+    from medcam_dicom.dicom.read import scan_inputs
+    from medcam_dicom.dicom.settings import OutputSettings
+    from medcam_dicom.explain.config import MedCAMConfig
+    from medcam_dicom.models.description import DEFAULT_MODELS, load_description
+    from medcam_dicom.models.loading import load_model
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(pydicom|highdicom)(\.|$)")
+    console = Console(width=160)
+    settings = OutputSettings(uid_root=args.uid_root or OutputSettings.uid_root,
+                              content_qualification=args.content_qualification)
+    descriptions = [load_description(name) for name in (args.model or DEFAULT_MODELS)]
+    overrides = {}
+    if args.max_steps is not None:
+        overrides.update(max_steps=args.max_steps, min_steps=min(MedCAMConfig().min_steps, args.max_steps))
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    models = [load_model(d.with_medcam(**overrides) if overrides else d, args.device) for d in descriptions]
+    paths = list(args.paths) + (example_inputs() if args.examples else [])
+    if not paths:
+        raise ValueError("explain needs DICOM files or folders (or --examples)")
+    scan = scan_inputs(paths)
+    for path, reason in scan.skipped:
+        console.print(f"[yellow]skipped[/] {path}: {reason}")
+    for path, reason in scan.failed:
+        console.print(f"[red]failed[/] {path}: {reason}")
+    results = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        overall = progress.add_task("series", total=len(scan.series))
+        current = progress.add_task("decisions", total=None)
+
+        def on_progress(done: int, total: int, label: str) -> None:
+            progress.update(current, completed=done, total=total, description=f"  {label}")
+
+        for instances in scan.series.values():
+            progress.reset(current, total=None, description="  reading")
+            results.append(explain_series(instances, args.out, models, settings, on_progress))
+            progress.advance(overall)
+    table = Table(title="Med-CAM evidence")
+    for column in ("series", "model", "class", "p", "p evidence", "faithful", "area", "outputs / reason"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        if result.status != "explained":
+            table.add_row(result.label, result.model or "-", "-", "-", "-", "-", "-",
+                          f"[{'yellow' if result.status == 'skipped' else 'red'}]{result.status}: {result.reason}[/]")
+            continue
+        where = str(result.outputs[0].parent) if result.outputs else "-"
+        for number, item in enumerate(result.evidence):
+            table.add_row(result.label if number == 0 else "", result.model if number == 0 else "", item.class_name,
+                          f"{item.explanation.probability:.3f}", f"{item.explanation.masked_probability:.3f}",
+                          "yes" if item.explanation.faithful else "[red]NO[/]", f"{100 * item.area_fraction:.1f}%",
+                          f"{len(result.outputs)} files in {where}" if number == 0 else "")
+        for note in result.notes:
+            table.add_row("", "", "", "", "", "", "", f"[yellow]note: {note}[/]")
+    console.print(table)
+    summary = {"results": [r.summary() for r in results], "skipped_files": scan.skipped, "failed_files": scan.failed}
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "summary.json").write_text(json.dumps(summary, indent=2))
+    failed = [r for r in results if r.status == "failed"]
+    console.print(f"{sum(r.status == 'explained' for r in results)} series explained, "
+                  f"{sum(r.status == 'skipped' for r in results)} skipped, {len(failed)} failed, "
+                  f"{len(scan.failed)} unreadable files; summary in {args.out}/summary.json")
+    return 1 if failed or scan.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from medcam_dicom.benchmark.data import DATASETS
@@ -82,6 +158,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int)
     bench.add_argument("--no-quantus", action="store_true", help="skip the quantus cross-check")
     bench.set_defaults(handler=_benchmark)
+
+    explain = commands.add_parser("explain", help="explain DICOM files or folders; write SEG, SC and SR per series")
+    explain.add_argument("paths", nargs="*", help="DICOM files or folders (walked recursively)")
+    explain.add_argument("--examples", action="store_true",
+                         help="also explain pydicom's bundled CT, MR and ultrasound examples (no data needed)")
+    explain.add_argument("--out", required=True, help="output folder: <out>/<study UID>/<series UID>/")
+    explain.add_argument("--model", action="append",
+                         help="model description file or shipped name (repeatable; first match wins; default: "
+                              "demo-ct, demo-mr, demo-colour, demo-any)")
+    explain.add_argument("--max-steps", type=int, help="cap on Med-CAM optimisation steps per decision")
+    explain.add_argument("--seed", type=int)
+    explain.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    explain.add_argument("--uid-root", help="prefix of new UIDs, ending with '.' (default: pydicom's root)")
+    explain.add_argument("--content-qualification", default="RESEARCH", choices=("RESEARCH", "PRODUCT", "SERVICE"))
+    explain.set_defaults(handler=_explain)
     return parser
 
 

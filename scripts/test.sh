@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Quick start, command 2: install with the test tools, lint, and run the test suite.
+# Quick start, command 2: install (system tools, then the package with its test tools), lint, run the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/install-system.sh
 bash scripts/install.sh test
 . .venv/bin/activate
 ruff check .

@@ -1,0 +1,201 @@
+"""One series in, SEG / SC / SR out: the function the command line and the network service call.
+
+``explain_series`` never raises for a problem with the input: it returns a :class:`SeriesResult` whose
+``status`` is ``failed`` (or ``skipped``) with the reason naming the file and the problem, and writes
+nothing for that series. Results of a series are written to a staging folder and renamed into place
+only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydicom.dataset import Dataset
+
+from medcam_dicom.dicom.errors import DicomInputError
+from medcam_dicom.dicom.preprocess import Preprocessor
+from medcam_dicom.dicom.read import Instance, scan_inputs
+from medcam_dicom.dicom.results import EvidenceMask, Producer, SeriesResult
+from medcam_dicom.dicom.series import ImageSeries, assemble_series
+from medcam_dicom.dicom.settings import OutputSettings
+from medcam_dicom.dicom.write_sc import build_secondary_captures
+from medcam_dicom.dicom.write_seg import build_segmentations
+from medcam_dicom.dicom.write_sr import build_report
+from medcam_dicom.models.loading import LoadedModel
+
+log = logging.getLogger(__name__)
+
+#: ``progress(done, total, label)`` after each explained decision.
+ProgressCallback = Callable[[int, int, str], None]
+
+
+def select_model(series: ImageSeries, models: Sequence[LoadedModel]) -> tuple[LoadedModel | None, str]:
+    """The first model whose rules match the series, or ``None`` with the reasons none did."""
+    reasons = []
+    for model in models:
+        mismatch = model.description.applies_to.mismatch(series.reference.dataset, series.colour)
+        if mismatch is None:
+            return model, ""
+        reasons.append(f"{model.description.name}: {mismatch}")
+    return None, "no model applies (" + "; ".join(reasons) + ")"
+
+
+def choose_targets(model: LoadedModel, probabilities: torch.Tensor) -> list[int]:
+    """The classes to explain for one image from its class probabilities ``(K,)``."""
+    spec = model.description.explain
+    if spec.classes:
+        return [model.class_index(name) for name in spec.classes]
+    if spec.min_probability is not None:
+        return [k for k in range(len(model.class_names)) if float(probabilities[k]) >= spec.min_probability]
+    return [int(probabilities.argmax())]
+
+
+def explain_frames(
+    series: ImageSeries, pixels: np.ndarray, model: LoadedModel, progress: ProgressCallback | None = None
+) -> list[EvidenceMask]:
+    """Explain the series with ``model``: every frame on its own (2D models) or the volume (3D models).
+    Masks come back on the source grid."""
+    description = model.description
+    preprocessor = Preprocessor(description.input)
+    if description.mode == "3d":
+        if len(series.frames) < 2:
+            raise DicomInputError(
+                series.reference.path, f"model {description.name} explains volumes, but the series has a single frame"
+            )
+        spacing = series.spacing if series.spacing and len(series.spacing) == 3 else None
+        prepared = [preprocessor.prepare(pixels, spacing)]
+        index_sets = [tuple(range(len(series.frames)))]
+    else:
+        spacing = (series.spacing[1:] if series.is_volume else series.spacing) if series.spacing else None
+        prepared = [preprocessor.prepare(frame, spacing) for frame in pixels]
+        index_sets = [(i,) for i in range(len(series.frames))]
+    with torch.no_grad():
+        batch = torch.stack([item.tensor for item in prepared]).to(model.device)
+        probabilities = torch.cat([torch.softmax(model.network(chunk), dim=1) for chunk in batch.split(16)]).cpu()
+    work = [(i, target) for i in range(len(prepared)) for target in choose_targets(model, probabilities[i])]
+    explainer = model.explainer()
+    evidence = []
+    for done, (i, target) in enumerate(work, start=1):
+        explanation = explainer.explain(prepared[i].tensor, target)
+        mask = preprocessor.mask_to_source(explanation.mask, prepared[i])
+        if description.mode == "2d":
+            mask = mask[None]
+        evidence.append(EvidenceMask(target, model.class_names[target], index_sets[i], mask, explanation))
+        if progress is not None:
+            progress(done, len(work), series.describe())
+    return evidence
+
+
+def _write_dataset(dataset: Dataset, path: Path) -> None:
+    with open(path, "wb") as handle:
+        dataset.save_as(handle, enforce_file_format=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Move a complete staging folder into place, replacing an older result of the same series."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        retired = final.with_name(f".retired-{final.name}-{os.getpid()}")
+        os.replace(final, retired)
+        os.replace(staging, final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+    descriptor = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def write_results(
+    series: ImageSeries,
+    pixels: np.ndarray,
+    evidence: list[EvidenceMask],
+    model: LoadedModel,
+    settings: OutputSettings,
+    out_dir: str | Path,
+    result: SeriesResult,
+) -> None:
+    """Build SEG, SC and SR and write them (plus ``result.json``) to
+    ``out_dir/<StudyInstanceUID>/<SeriesInstanceUID>/``, all or nothing."""
+    description = model.description
+    producer = Producer(description.name, description.version, description.fingerprint())
+    segmentations, groups, note = build_segmentations(series, evidence, model.class_names, producer, settings)
+    if note:
+        result.notes.append(note)
+    captures = build_secondary_captures(series, pixels, evidence, producer, settings)
+    report = build_report(series, evidence, segmentations, groups, producer, settings)
+    final = Path(out_dir) / str(series.reference.dataset.StudyInstanceUID) / series.series_uid
+    staging = final.with_name(f".staging-{series.series_uid}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        files = [(f"SEG-{i}.dcm", seg) for i, seg in enumerate(segmentations, start=1)]
+        files += [(f"SC-{i:04d}.dcm", image) for i, image in enumerate(captures, start=1)]
+        files.append(("SR.dcm", report))
+        for filename, dataset in files:
+            _write_dataset(dataset, staging / filename)
+        result.outputs = [final / filename for filename, _ in files]
+        (staging / "result.json").write_text(json.dumps(result.summary(), indent=2))
+        _publish(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        result.outputs = []
+        raise
+
+
+def explain_series(
+    instances: Sequence[Instance],
+    out_dir: str | Path,
+    models: Sequence[LoadedModel],
+    settings: OutputSettings | None = None,
+    progress: ProgressCallback | None = None,
+) -> SeriesResult:
+    """Explain one series (its instances, in any order) and write its results; see the module docstring."""
+    settings = settings or OutputSettings()
+    series_uid = str(instances[0].dataset.SeriesInstanceUID) if instances else "?"
+    result = SeriesResult(series_uid=series_uid, label=str(instances[0].path) if instances else "?", status="failed")
+    try:
+        series = assemble_series(list(instances))
+        result.label = series.describe()
+        result.study_uid = str(series.reference.dataset.StudyInstanceUID)
+        model, why = select_model(series, models)
+        if model is None:
+            result.status, result.reason = "skipped", why
+            log.info("series %s skipped: %s", series_uid, why)
+            return result
+        result.model = model.description.name
+        pixels = series.pixels(model.description.max_pixels)
+        result.evidence = explain_frames(series, pixels, model, progress)
+        write_results(series, pixels, result.evidence, model, settings, out_dir, result)
+        result.status = "explained"
+    except DicomInputError as error:
+        result.reason = str(error)
+        log.warning("series %s failed: %s", series_uid, error)
+    except ValueError as error:  # shapes/NaNs the explainer refuses, highdicom validation
+        result.reason = f"{result.label}: {error}"
+        log.warning("series %s failed: %s", series_uid, error)
+    return result
+
+
+def explain_paths(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    models: Sequence[LoadedModel],
+    settings: OutputSettings | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[list[SeriesResult], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Explain every series found under ``paths``: ``(results, skipped files, failed files)``."""
+    scan = scan_inputs(paths)
+    results = [explain_series(instances, out_dir, models, settings, progress) for instances in scan.series.values()]
+    return results, scan.skipped, scan.failed

@@ -1,0 +1,143 @@
+"""Reading what hospitals send: files and folders into DICOM instances grouped by series.
+
+Nothing here decodes pixels (see :mod:`medcam_dicom.dicom.pixels`); headers are read in full, large
+values such as Pixel Data are deferred until used.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from medcam_dicom.dicom.errors import DicomInputError, NotAnImageError
+
+UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+#: Modalities whose objects are not images to explain.
+NON_IMAGE_MODALITIES = frozenset(
+    {"SR", "PR", "KO", "SEG", "RTSTRUCT", "RTPLAN", "RTRECORD", "RTDOSE", "REG", "DOC", "AU", "ECG", "HD"}
+)
+#: Storage SOP classes that are not images even when a modality says otherwise (SEG, RT, SR families).
+NON_IMAGE_SOP_CLASS_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.66",  # raw data, spatial registration, segmentation, surface
+    "1.2.840.10008.5.1.4.1.1.481",  # RT objects
+    "1.2.840.10008.5.1.4.1.1.88",  # structured reports
+    "1.2.840.10008.5.1.4.1.1.11",  # presentation states
+    "1.2.840.10008.5.1.4.1.1.104",  # encapsulated documents
+    "1.2.840.10008.5.1.4.1.1.9",  # waveforms
+)
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+
+
+def is_valid_uid(value: object) -> bool:
+    """Whether ``value`` is a syntactically valid DICOM UID (digits and dots, at most 64 characters)."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and bool(UID_PATTERN.match(value))
+
+
+@dataclass
+class Instance:
+    """One DICOM file: where it came from and its dataset (Pixel Data deferred)."""
+
+    path: Path
+    dataset: Dataset
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return str(self.dataset.SOPInstanceUID)
+
+    @property
+    def number_of_frames(self) -> int:
+        return int(self.dataset.get("NumberOfFrames", 1) or 1)
+
+
+@dataclass
+class InputScan:
+    """The result of reading paths: instances grouped by SeriesInstanceUID, plus what was skipped/failed."""
+
+    series: dict[str, list[Instance]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_instance(path: str | Path) -> Instance:
+    """Read one file's dataset (pixels deferred) and check that it is an image we can place in a series.
+
+    Raises :class:`NotAnImageError` for objects without an image (SR, PR, KO, RT, SEG, DICOMDIR) and
+    :class:`DicomInputError` naming the file and the problem for anything unreadable or malformed.
+    """
+    path = Path(path)
+    try:
+        dataset = pydicom.dcmread(path, defer_size="256 KB")
+    except InvalidDicomError as error:
+        raise DicomInputError(path, "not a DICOM file (no 'DICM' prefix / File Meta Information)") from error
+    except Exception as error:  # noqa: BLE001 - pydicom raises many types for corrupt data
+        raise DicomInputError(path, f"cannot be parsed as DICOM: {error}") from error
+    sop_class = str(
+        dataset.get("SOPClassUID", "") or getattr(dataset.get("file_meta", None), "MediaStorageSOPClassUID", "")
+    )
+    if sop_class == MEDIA_STORAGE_DIRECTORY:
+        raise NotAnImageError(path, "a DICOMDIR (media directory), not an image")
+    modality = str(dataset.get("Modality", "") or "")
+    if modality in NON_IMAGE_MODALITIES or sop_class.startswith(NON_IMAGE_SOP_CLASS_PREFIXES):
+        raise NotAnImageError(path, f"a {modality or 'non-image'} object (SOP Class {sop_class}), not an image")
+    for keyword, tag in (
+        ("StudyInstanceUID", "(0020,000D)"),
+        ("SeriesInstanceUID", "(0020,000E)"),
+        ("SOPInstanceUID", "(0008,0018)"),
+    ):
+        value = dataset.get(keyword)
+        if not is_valid_uid(None if value is None else str(value)):
+            raise DicomInputError(path, f"{keyword} {tag} is missing or not a valid UID: {value!r}")
+    if "PixelData" not in dataset and "FloatPixelData" not in dataset and "DoubleFloatPixelData" not in dataset:
+        if "Rows" in dataset:
+            raise DicomInputError(path, "has no Pixel Data (7FE0,0010)")
+        raise NotAnImageError(path, f"has no image (no Rows/Pixel Data; SOP Class {sop_class or 'unknown'})")
+    return Instance(path, dataset)
+
+
+def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:
+    """Each file under ``paths`` (folders walked recursively, sorted), with whether it was named explicitly."""
+    for given in paths:
+        given = Path(given)
+        if given.is_dir():
+            for path in sorted(p for p in given.rglob("*") if p.is_file()):
+                yield path, False
+        else:
+            yield given, True
+
+
+def scan_inputs(paths: Sequence[str | Path]) -> InputScan:
+    """Read every file under ``paths`` and group the images by series.
+
+    Files that are not DICOM are failures when named explicitly and skipped (with a reason) when found
+    while walking a folder; non-image DICOM objects are skipped; malformed images are failures.
+    """
+    scan = InputScan()
+    for path, explicit in iter_files(paths):
+        if not path.exists():
+            scan.failed.append((str(path), "no such file or folder"))
+            continue
+        try:
+            instance = read_instance(path)
+        except NotAnImageError as error:
+            scan.skipped.append((str(path), error.problem))
+            continue
+        except DicomInputError as error:
+            if not explicit and error.problem.startswith("not a DICOM file"):
+                scan.skipped.append((str(path), "not a DICOM file"))
+            else:
+                scan.failed.append((str(path), error.problem))
+            continue
+        scan.series.setdefault(str(instance.dataset.SeriesInstanceUID), []).append(instance)
+    for instances in scan.series.values():
+        unique: dict[str, Instance] = {}
+        for instance in instances:
+            unique.setdefault(instance.sop_instance_uid, instance)
+        instances[:] = list(unique.values())
+    return scan

@@ -1,0 +1,133 @@
+"""Evidence masks as DICOM Segmentation (BINARY, one segment per explained class) with highdicom."""
+
+from __future__ import annotations
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.valuerep import format_number_as_ds
+
+from medcam_dicom import __version__
+from medcam_dicom.dicom import codes
+from medcam_dicom.dicom.appearance import segment_colour
+from medcam_dicom.dicom.results import EvidenceMask, Producer
+from medcam_dicom.dicom.series import ImageSeries, patient_orientation
+from medcam_dicom.dicom.settings import OutputSettings
+
+
+def algorithm_identification(producer: Producer) -> hd.AlgorithmIdentificationSequence:
+    """Who produced the evidence: Med-CAM (family Artificial Intelligence) with the model's name."""
+    return hd.AlgorithmIdentificationSequence(
+        name=f"Med-CAM {producer.name}"[:64],
+        family=codes.ALGORITHM_FAMILY,
+        version=f"{__version__} model {producer.version}"[:64],
+        source="medcam-dicom",
+    )
+
+
+def class_masks(series: ImageSeries, evidence: list[EvidenceMask]) -> dict[int, np.ndarray]:
+    """Per explained class, a ``(frames, rows, columns)`` mask over the whole series (empty where the class
+    was not explained)."""
+    rows, columns = series.shape
+    masks: dict[int, np.ndarray] = {}
+    for item in evidence:
+        full = masks.setdefault(item.class_index, np.zeros((len(series.frames), rows, columns), dtype=bool))
+        full[list(item.frame_indices)] |= item.mask
+    return masks
+
+
+def segmentation_groups(series: ImageSeries) -> tuple[list[list[int]], str | None]:
+    """Which frames share one SEG object, and why some frames get none.
+
+    highdicom needs one multi-frame source per SEG, and without a Frame of Reference exactly one source
+    frame: single-frame images without one get a SEG each, multi-frame images without one get none.
+    """
+    by_instance: dict[str, list[int]] = {}
+    for index, frame in enumerate(series.frames):
+        by_instance.setdefault(frame.instance.sop_instance_uid, []).append(index)
+    groups = list(by_instance.values())
+    multi_frame = any(len(group) > 1 for group in groups)
+    if series.frame_of_reference_uid is not None:
+        return (groups if multi_frame else [list(range(len(series.frames)))]), None
+    kept = [group for group in groups if len(group) == 1]
+    note = None
+    if len(kept) < len(groups):
+        note = (
+            "no SEG for multi-frame images without a Frame of Reference (highdicom supports one source "
+            "frame then); the Secondary Capture and SR carry the evidence"
+        )
+    return kept, note
+
+
+def build_segmentations(
+    series: ImageSeries,
+    evidence: list[EvidenceMask],
+    class_names: tuple[str, ...],
+    producer: Producer,
+    settings: OutputSettings,
+) -> tuple[list[hd.seg.Segmentation], list[list[int]], str | None]:
+    """The SEG objects of a series, the frame indices each covers, and a note for frames without SEG."""
+    masks = class_masks(series, evidence)
+    if not masks:
+        return [], [], None
+    explained = sorted(masks)
+    algorithm = algorithm_identification(producer)
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=f"Med-CAM evidence: {class_names[index]}"[:64],
+            segmented_property_category=codes.SEGMENT_CATEGORY,
+            segmented_property_type=codes.evidence_type(index, class_names[index]),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            tracking_uid=settings.uid(series.series_uid, producer.name, producer.fingerprint, "segment", index),
+            tracking_id=f"Med-CAM evidence {class_names[index]}"[:64],
+            display_color=hd.color.CIELabColor.from_rgb(*segment_colour(index)),
+        )
+        for number, index in enumerate(explained, start=1)
+    ]
+    groups, note = segmentation_groups(series)
+    reference = series.reference.dataset
+    segmentations = []
+    for group_number, frames in enumerate(groups, start=1):
+        sources: list[Dataset] = []
+        for index in frames:
+            dataset = series.frames[index].instance.dataset
+            if not sources or sources[-1] is not dataset:
+                sources.append(dataset)
+        pixels = np.stack([masks[index][frames] for index in explained], axis=-1)
+        identity = (series.series_uid, producer.name, producer.fingerprint, "SEG", group_number)
+        segmentation = hd.seg.Segmentation(
+            source_images=sources,
+            pixel_array=pixels,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=settings.uid(series.series_uid, producer.name, producer.fingerprint, "SEG series"),
+            series_number=settings.series_number(reference.get("SeriesNumber"), "SEG"),
+            sop_instance_uid=settings.uid(*identity),
+            instance_number=group_number,
+            manufacturer=settings.manufacturer,
+            manufacturer_model_name=f"Med-CAM {producer.name}"[:64],
+            software_versions=__version__,
+            device_serial_number="0",
+            content_description="AI-generated Med-CAM evidence (minimal mask that keeps the decision)"[:64],
+            content_label="MEDCAM_EVIDENCE",
+            omit_empty_frames=False,
+            series_description=settings.series_description("SEG", reference.get("SeriesDescription")),
+            content_qualification=settings.content_qualification,
+            coding_schemes=[codes.CODING_SCHEME],
+            institution_name=settings.institution_name,
+        )
+        if series.is_volume and series.spacing is not None:
+            # each SEG voxel stands for the slab between neighbouring slice positions, so its thickness is the
+            # slice spacing: dcmqi (3D Slicer) steps by SliceThickness and would stretch the SEG of an
+            # overlapping or gapped reconstruction. Set after construction: highdicom copies the source's
+            # pixel measures whenever the pixel spacing is unchanged.
+            measures = segmentation.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+            measures.SliceThickness = format_number_as_ds(series.spacing[0])
+            measures.SpacingBetweenSlices = format_number_as_ds(series.spacing[0])
+        if "PatientOrientation" not in segmentation:  # type 2C in General Image; dciodvfy asks for it
+            orientation = patient_orientation(sources[0])
+            segmentation.PatientOrientation = list(orientation) if orientation else ""
+        segmentations.append(segmentation)
+    return segmentations, groups, note

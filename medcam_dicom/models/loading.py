@@ -1,0 +1,142 @@
+"""Loading the classifier a model description names: a shipped demo checkpoint, a TorchScript file or a
+MONAI bundle directory (``configs/inference.json`` ``network_def`` + ``models/model.pt``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medcam_dicom.explain.medcam import MedCAM
+from medcam_dicom.models.demo import load_demo_classifier
+from medcam_dicom.models.description import ModelDescription, ModelDescriptionError
+
+BUNDLE_CONFIG_NAMES = ("inference.json", "inference.yaml", "train.json", "train.yaml")
+BUNDLE_WEIGHT_NAMES = ("model.pt", "model.pth")
+
+
+class ScriptedClassifier(nn.Module):
+    """Wraps a TorchScript classifier. ScriptModules refuse forward hooks, so their inner layers cannot be
+    matched: the wrapper hides them and exposes one matchable layer, ``logits``, whose output is the
+    classifier's logits as a single token ``(B, 1, K)``; Med-CAM then matches the decision itself."""
+
+    def __init__(self, script: torch.jit.ScriptModule) -> None:
+        super().__init__()
+        object.__setattr__(self, "script", script)  # not registered: keeps its modules out of named_modules
+        self.logits = nn.Identity()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        output = self.script(image)
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        if isinstance(output, dict):
+            output = next(iter(output.values()))
+        return self.logits(output.unsqueeze(1)).squeeze(1)
+
+    def to(self, *args, **kwargs) -> ScriptedClassifier:  # noqa: D102 - nn.Module.to, also for the script
+        self.script.to(*args, **kwargs)
+        return super().to(*args, **kwargs)
+
+
+@dataclass
+class LoadedModel:
+    """A description with its network loaded, ready to build explainers."""
+
+    description: ModelDescription
+    network: nn.Module
+    class_names: tuple[str, ...]
+    layers: list[str] | None
+    device: torch.device
+
+    def explainer(self) -> MedCAM:
+        """A Med-CAM explainer for this model with the description's configuration."""
+        return MedCAM(self.network, layers=self.layers, config=self.description.medcam, device=self.device)
+
+    def class_index(self, name: str) -> int:
+        return self.class_names.index(name)
+
+
+def _load_bundle(description: ModelDescription) -> nn.Module:
+    from monai.bundle import ConfigParser
+
+    root = Path(description.classifier_location)
+    configs = [root / "configs" / name for name in BUNDLE_CONFIG_NAMES if (root / "configs" / name).is_file()]
+    if not configs:
+        raise ModelDescriptionError(description.source, f"bundle {root} has no configs/inference.json (or .yaml)")
+    parser = ConfigParser()
+    parser.read_config(str(configs[0]))
+    parser["bundle_root"] = str(root)
+    if "network_def" not in parser.config:
+        raise ModelDescriptionError(description.source, f"bundle config {configs[0]} has no 'network_def'")
+    network = parser.get_parsed_content("network_def", instantiate=True)
+    weights = [root / "models" / name for name in BUNDLE_WEIGHT_NAMES if (root / "models" / name).is_file()]
+    if not weights:
+        raise ModelDescriptionError(description.source, f"bundle {root} has no models/model.pt")
+    state = torch.load(weights[0], map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise ModelDescriptionError(
+            description.source, f"weights {weights[0]} do not fit network_def: {error}"
+        ) from error
+    return network
+
+
+def load_model(description: ModelDescription, device: str | torch.device | None = None) -> LoadedModel:
+    """Load the classifier of ``description`` in eval mode on ``device`` (CUDA when available by default).
+
+    Raises :class:`ModelDescriptionError` naming the file when the classifier cannot be loaded.
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    layers = list(description.layers) if description.layers else None
+    class_names = description.class_names
+    kind, location = description.classifier_kind, description.classifier_location
+    if kind == "demo":
+        try:
+            trained = load_demo_classifier(location, device)
+        except ValueError as error:
+            raise ModelDescriptionError(description.source, str(error)) from error
+        network = trained.network
+        class_names = class_names or trained.class_names
+        spec = description.input
+        if spec.mean is None and spec.std is None:
+            description = replace(description, input=replace(spec, mean=trained.mean, std=trained.std))
+    elif kind == "torchscript":
+        if not Path(location).is_file():
+            raise ModelDescriptionError(description.source, f"TorchScript file {location} does not exist")
+        try:
+            network = ScriptedClassifier(torch.jit.load(location, map_location="cpu"))
+        except Exception as error:  # noqa: BLE001 - torch.jit.load raises several types
+            raise ModelDescriptionError(description.source, f"{location} is not a TorchScript file: {error}") from error
+        if layers:
+            raise ModelDescriptionError(
+                description.source,
+                "TorchScript models cannot have 'layers' matched (a "
+                "ScriptModule refuses forward hooks); use a MONAI bundle directory instead",
+            )
+        layers = ["logits"]
+    elif kind == "bundle":
+        network = _load_bundle(description)
+    else:
+        raise ModelDescriptionError(description.source, f"unknown classifier kind {kind!r}")
+    network = network.eval().to(device)
+    if not class_names:
+        raise ModelDescriptionError(description.source, "'class_names' is required for this classifier")
+    with torch.no_grad():
+        probe = torch.zeros((1, description.input.channels) + tuple(description.input.size), device=device)
+        try:
+            logits = network(probe)
+        except Exception as error:  # noqa: BLE001 - any failure means the input spec does not fit
+            raise ModelDescriptionError(
+                description.source, f"the classifier fails on an input of shape {tuple(probe.shape)}: {error}"
+            ) from error
+    if logits.ndim != 2 or logits.shape[1] != len(class_names):
+        raise ModelDescriptionError(
+            description.source,
+            f"the classifier returns shape {tuple(logits.shape)} but {len(class_names)} class names are given",
+        )
+    return LoadedModel(description, network, tuple(class_names), layers, device)

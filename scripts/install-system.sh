@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# System packages the tests use as real peers: dicom3tools (dciodvfy validates our SEG/SC/SR).
+# Installs only what is missing; needs root or sudo (CI runs as root).
+set -euo pipefail
+missing=()
+command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -eq 0 ]; then
+  as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+  as_root=(sudo)
+else
+  echo "install-system.sh: need root or sudo to install: ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -q
+"${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

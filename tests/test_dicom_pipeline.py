@@ -1,0 +1,186 @@
+"""The series pipeline and the ``medcam-dicom explain`` command: model choice by rules, 3D volumes, user
+classifiers (TorchScript, MONAI bundle), bad input reported per series, nothing written half-way."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pydicom
+import pytest
+import torch
+from monai.networks.nets import ResNet
+
+from medcam_dicom.cli import main
+from medcam_dicom.dicom import pipeline
+from medcam_dicom.dicom.pipeline import explain_paths
+from medcam_dicom.models.description import ModelDescriptionError, load_description, parse_description
+from medcam_dicom.models.loading import load_model
+from tests.dicom_inputs import FAST, bundled, copy_file, copy_with_new_uids, ct_series, fast_description
+
+
+def test_series_go_to_the_first_model_whose_rules_match(tmp_path):
+    copy_file("CT_small.dcm", tmp_path / "in")
+    models = [load_model(fast_description("demo-mr"), "cpu")]
+    (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", models)
+    assert result.status == "skipped"
+    assert result.reason == "no model applies (demo-mr: modality CT not in ['MR'])"
+    assert not (tmp_path / "out").exists()
+
+
+def test_3d_model_explains_the_whole_volume_and_the_seg_covers_every_slice(tmp_path):
+    ct_series(tmp_path / "in", slices=4)
+    (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", [load_model(fast_description("demo-ct3d"),
+                                                                                      "cpu")])
+    assert result.status == "explained", result.reason
+    (item,) = result.evidence
+    assert item.frame_indices == (0, 1, 2, 3) and item.mask.shape == (4, 128, 128)
+    seg = pydicom.dcmread(next(p for p in result.outputs if p.name.startswith("SEG")))
+    assert int(seg.NumberOfFrames) == 4
+    assert sum(p.name.startswith("SC") for p in result.outputs) == 4
+    sr = pydicom.dcmread(next(p for p in result.outputs if p.name == "SR.dcm"))
+
+    def items(dataset):
+        for item in dataset.get("ContentSequence", []):
+            yield item
+            yield from items(item)
+
+    (reference,) = [i for i in items(sr) if i.ValueType == "IMAGE"]
+    assert reference.ConceptNameCodeSequence[0].CodeMeaning == "Referenced Segment"  # the volumetric TID 1411
+    assert reference.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg.SOPInstanceUID
+    assert reference.ReferencedSOPSequence[0].ReferencedSegmentNumber == 1
+
+
+def test_3d_model_refuses_a_single_image(tmp_path):
+    copy_file("CT_small.dcm", tmp_path / "in")
+    (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", [load_model(fast_description("demo-ct3d"),
+                                                                                      "cpu")])
+    assert result.status == "failed" and "explains volumes, but the series has a single frame" in result.reason
+
+
+def test_bad_series_are_reported_by_file_and_the_others_still_processed(tmp_path):
+    good = copy_file("CT_small.dcm", tmp_path / "in")
+    copy_with_new_uids("MR_truncated.dcm", tmp_path / "in", "truncated.dcm")
+    large = copy_with_new_uids("CT_small.dcm", tmp_path / "in", "large.dcm")
+    models = [load_model(dataclasses.replace(fast_description("demo-any"), max_pixels=10_000), "cpu")]
+    results, _, failed = explain_paths([tmp_path / "in"], tmp_path / "out", models)
+    assert not failed
+    by_status = {r.status: r for r in results if r.status == "failed"}
+    reasons = sorted(r.reason for r in results if r.status == "failed")
+    assert any("truncated.dcm: Pixel Data (7FE0,0010) cannot be decoded" in r for r in reasons)
+    assert any("exceeds the configured limit of 10000" in r for r in reasons)
+    assert sum(r.status == "failed" for r in results) == 3  # both CT copies are 128 x 128 > 10000 pixels
+    assert by_status and good.exists() and large.exists()
+    models = [load_model(fast_description("demo-any"), "cpu")]
+    results, _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", models)
+    assert sorted(r.status for r in results) == ["explained", "explained", "failed"]
+
+
+def test_nothing_is_written_when_writing_fails_half_way(tmp_path, monkeypatch):
+    copy_file("CT_small.dcm", tmp_path / "in")
+
+    def broken_report(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pipeline, "build_report", broken_report)
+    with pytest.raises(OSError, match="disk full"):
+        explain_paths([tmp_path / "in"], tmp_path / "out", [load_model(fast_description("demo-ct"), "cpu")])
+    leftovers = [p for p in (tmp_path / "out").rglob("*") if p.is_file()] if (tmp_path / "out").exists() else []
+    assert leftovers == []
+
+
+def test_a_rerun_replaces_the_previous_result_of_the_series(tmp_path):
+    copy_file("CT_small.dcm", tmp_path / "in")
+    models = [load_model(fast_description("demo-ct"), "cpu")]
+    (first,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", models)
+    (second,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", models)
+    folder = first.outputs[0].parent
+    assert sorted(p.name for p in folder.iterdir()) == ["SC-0001.dcm", "SEG-1.dcm", "SR.dcm", "result.json"]
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging or retired folders left
+
+
+def test_torchscript_classifier_is_explained_at_its_output(tmp_path):
+    network = ResNet("basic", [1, 1, 1, 1], [8, 16, 32, 64], spatial_dims=2, n_input_channels=1, num_classes=3)
+    torch.jit.save(torch.jit.trace(network.eval(), torch.zeros(1, 1, 64, 64)), tmp_path / "model.ts")
+    (tmp_path / "model.yaml").write_text(
+        "name: scripted\nclassifier: {torchscript: model.ts}\nclass_names: [a, b, c]\n"
+        "input: {size: [64, 64], intensity: {percentiles: [1, 99]}}\n"
+        f"medcam: {json.dumps(FAST)}\n")
+    model = load_model(load_description(tmp_path / "model.yaml"), "cpu")
+    assert model.layers == ["logits"]
+    copy_file("CT_small.dcm", tmp_path / "in")
+    (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", [model])
+    assert result.status == "explained", result.reason
+    assert result.evidence[0].class_name in ("a", "b", "c") and result.evidence[0].mask.shape == (1, 128, 128)
+
+
+def test_monai_bundle_classifier_loads_network_def_and_weights(tmp_path):
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    (bundle / "models").mkdir()
+    network_def = {"_target_": "monai.networks.nets.ResNet", "block": "basic", "layers": [1, 1, 1, 1],
+                   "block_inplanes": [8, 16, 32, 64], "spatial_dims": 2, "n_input_channels": 1, "num_classes": 2}
+    (bundle / "configs" / "inference.json").write_text(json.dumps({"network_def": network_def}))
+    network = ResNet("basic", [1, 1, 1, 1], [8, 16, 32, 64], spatial_dims=2, n_input_channels=1, num_classes=2)
+    torch.save(network.state_dict(), bundle / "models" / "model.pt")
+    description = parse_description({"classifier": {"bundle": str(bundle)}, "class_names": ["no", "yes"],
+                                     "input": {"size": [64, 64]}, "layers": ["layer4"], "medcam": FAST})
+    model = load_model(description, "cpu")
+    assert torch.equal(model.network.conv1.weight, network.conv1.weight)
+    assert model.layers == ["layer4"]
+    copy_file("MR_small.dcm", tmp_path / "in")
+    (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", [model])
+    assert result.status == "explained", result.reason
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"classifier": {"demo": "ct"}, "input": {"size": [64, 64]}, "colour": 1}, "unknown key\\(s\\): colour"),
+    ({"classifier": {"demo": "ct", "torchscript": "x"}, "input": {"size": [64, 64]}}, "exactly one of"),
+    ({"classifier": {"demo": "ct"}, "input": {"size": [64, 64], "intensity": {"window": [40]}}}, "'input'"),
+    ({"classifier": {"demo": "ct"}, "input": {"size": [64, 64]}, "mode": "3d"}, "does not fit input.size"),
+    ({"classifier": {"demo": "ct"}, "input": {"size": [64, 64]}, "medcam": {"max_step": 3}}, "max_step"),
+    ({"classifier": {"demo": "ct"}, "class_names": ["a"], "explain": {"classes": ["b"]},
+      "input": {"size": [64, 64]}}, "not all in class_names"),
+])
+def test_model_description_errors_name_the_key(raw, message):
+    with pytest.raises(ModelDescriptionError, match=message):
+        parse_description(raw, "site.yaml")
+
+
+def test_model_description_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("classifier: [unclosed\n")
+    with pytest.raises(ModelDescriptionError, match="broken.yaml: cannot be parsed"):
+        load_description(path)
+    with pytest.raises(ModelDescriptionError, match="not a shipped model"):
+        load_description("no-such-model")
+    missing = parse_description({"classifier": {"torchscript": "absent.ts"}, "class_names": ["a"],
+                                 "input": {"size": [64, 64]}}, str(path), tmp_path)
+    with pytest.raises(ModelDescriptionError, match="absent.ts does not exist"):
+        load_model(missing, "cpu")
+
+
+def test_cli_explain_writes_results_and_a_summary_and_fails_for_bad_files(tmp_path, capsys):
+    copy_file("CT_small.dcm", tmp_path / "in")
+    copy_file("liver_1frame.dcm", tmp_path / "in")
+    garbage = tmp_path / "garbage.dcm"
+    garbage.write_bytes(b"nope" * 100)
+    code = main(["explain", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--max-steps", "3",
+                 "--uid-root", "1.2.826.0.1.3680043.10.999."])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "skipped" in printed and "liver_1frame.dcm" in printed and "a SEG object" in printed
+    assert "demo-ct" in printed and "Med-CAM evidence" in printed
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (result,) = summary["results"]
+    assert result["status"] == "explained" and len(result["outputs"]) == 3
+    assert all(pydicom.dcmread(p).SOPInstanceUID.startswith("1.2.826.0.1.3680043.10.999.") for p in result["outputs"])
+    code = main(["explain", str(tmp_path / "in"), str(garbage), "--out", str(tmp_path / "out2"), "--max-steps", "3"])
+    printed = capsys.readouterr().out
+    assert code == 1 and "garbage.dcm" in printed and "not a DICOM file" in printed
+
+
+def test_cli_explain_reports_a_bad_model_file_without_a_traceback(tmp_path, capsys):
+    code = main(["explain", str(bundled("CT_small.dcm")), "--out", str(tmp_path), "--model", "no-such-model"])
+    assert code == 2
+    assert "not a shipped model" in capsys.readouterr().err
