@@ -6,10 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import highdicom as hd
+import numpy as np
 import pydicom
 import pytest
 import torch
 from monai.networks.nets import ResNet
+from pydicom.uid import generate_uid
 
 from medcam_dicom.cli import main
 from medcam_dicom.dicom import pipeline
@@ -184,3 +187,31 @@ def test_cli_explain_reports_a_bad_model_file_without_a_traceback(tmp_path, caps
     code = main(["explain", str(bundled("CT_small.dcm")), "--out", str(tmp_path), "--model", "no-such-model"])
     assert code == 2
     assert "not a shipped model" in capsys.readouterr().err
+
+
+def test_enhanced_multiframe_ct_gets_one_seg_over_its_frames(tmp_path):
+    legacy = [pydicom.dcmread(p) for p in ct_series(tmp_path / "slices", slices=3)]
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(legacy, series_instance_uid=generate_uid(), series_number=5,
+                                                        sop_instance_uid=generate_uid(), instance_number=1)
+    enhanced.save_as(tmp_path / "enhanced.dcm")
+    (result,), _, _ = explain_paths([tmp_path / "enhanced.dcm"], tmp_path / "out",
+                                    [load_model(fast_description("demo-ct"), "cpu")])
+    assert result.status == "explained", result.reason
+    seg = hd.seg.segread(next(p for p in result.outputs if p.name.startswith("SEG")))
+    pixels = seg.get_pixels_by_source_frame(enhanced.SOPInstanceUID, [1, 2, 3], segment_numbers=[1])[..., 0]
+    expected = np.concatenate([item.mask for item in sorted(result.evidence, key=lambda e: e.frame_indices)])
+    assert np.array_equal(pixels.astype(bool), expected)
+
+
+def test_multiframe_without_patient_geometry_gets_sc_and_sr_and_says_why(tmp_path):
+    dataset = pydicom.dcmread(bundled("examples_ybr_color.dcm"))
+    dataset.FrameOfReferenceUID = generate_uid()  # a frame of reference alone is not geometry
+    dataset.SeriesInstanceUID, dataset.SOPInstanceUID = generate_uid(), generate_uid()
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.save_as(tmp_path / "cine.dcm")
+    models = [load_model(fast_description("demo-colour", max_steps=2, min_steps=1), "cpu")]
+    (result,), _, _ = explain_paths([tmp_path / "cine.dcm"], tmp_path / "out", models)
+    assert result.status == "explained", result.reason
+    names = [p.name for p in result.outputs]
+    assert not any(n.startswith("SEG") for n in names) and "SR.dcm" in names and len(names) == 31
+    assert "no SEG for multi-frame images without patient geometry" in result.notes[0]

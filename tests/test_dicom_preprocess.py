@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from medcam_dicom.dicom.preprocess import InputSpec, IntensitySpec, Preprocessor
+from medcam_dicom.dicom.preprocess import Preprocessor
+from medcam_dicom.models.input_spec import InputSpec, IntensitySpec
 
 
 def _mask(shape, seed=0):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import highdicom as hd
 import numpy as np
+from highdicom.spatial import get_image_coordinate_system
 from pydicom.dataset import Dataset
 from pydicom.valuerep import format_number_as_ds
 
@@ -39,22 +40,24 @@ def class_masks(series: ImageSeries, evidence: list[EvidenceMask]) -> dict[int, 
 def segmentation_groups(series: ImageSeries) -> tuple[list[list[int]], str | None]:
     """Which frames share one SEG object, and why some frames get none.
 
-    highdicom needs one multi-frame source per SEG, and without a Frame of Reference exactly one source
-    frame: single-frame images without one get a SEG each, multi-frame images without one get none.
+    highdicom needs one multi-frame source per SEG, and without a patient coordinate system (a Frame of
+    Reference with image position/orientation) exactly one source frame: single-frame images without one
+    get a SEG each, multi-frame images without one get none.
     """
     by_instance: dict[str, list[int]] = {}
     for index, frame in enumerate(series.frames):
         by_instance.setdefault(frame.instance.sop_instance_uid, []).append(index)
     groups = list(by_instance.values())
     multi_frame = any(len(group) > 1 for group in groups)
-    if series.frame_of_reference_uid is not None:
+    if get_image_coordinate_system(series.reference.dataset) is not None:
         return (groups if multi_frame else [list(range(len(series.frames)))]), None
     kept = [group for group in groups if len(group) == 1]
     note = None
     if len(kept) < len(groups):
         note = (
-            "no SEG for multi-frame images without a Frame of Reference (highdicom supports one source "
-            "frame then); the Secondary Capture and SR carry the evidence"
+            "no SEG for multi-frame images without patient geometry (Frame of Reference, image position and "
+            "orientation): highdicom supports one source frame then; the Secondary Capture and SR carry the "
+            "evidence"
         )
     return kept, note
 

@@ -35,8 +35,8 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from medcam_dicom.dicom.preprocess import InputSpec, IntensitySpec
 from medcam_dicom.explain.config import LossWeights, MedCAMConfig
+from medcam_dicom.models.input_spec import InputSpec, IntensitySpec
 
 DESCRIPTIONS_DIR = Path(__file__).resolve().parent / "descriptions"
 #: The shipped descriptions tried in this order when no model is given: a series goes to the first match.
