@@ -128,6 +128,118 @@ def _explain(args: argparse.Namespace) -> int:
     return 1 if failed or scan.failed else 0
 
 
+SERVICE_FLAGS = (
+    ("--ae-title", str, "our AE title (default MEDCAM)"),
+    ("--bind", str, "address to listen on (default 127.0.0.1)"),
+    ("--port", int, "DICOM port (default 11112)"),
+    ("--spool", str, "spool folder for received studies, jobs and results"),
+    ("--destination", str, "where results go: AE@HOST:PORT"),
+    ("--allow", str, "calling AE titles accepted, comma-separated (default: any)"),
+    ("--allow-hosts", str, "peer addresses accepted, comma-separated (default: any)"),
+    ("--stable-seconds", float, "quiet period after the last association before a study is explained"),
+    ("--max-associations", int, "concurrent associations"),
+    ("--max-study-bytes", int, "largest study accepted"),
+    ("--max-instance-bytes", int, "largest instance accepted"),
+    ("--workers", int, "explainer worker threads in this process (0: remote workers only)"),
+    ("--queue-url", str, "'sqlite' (embedded, default) or redis://host:port/db"),
+    ("--device", str, "torch device (default: cuda when available)"),
+    ("--tls-certificate", str, "PEM certificate: enables TLS"),
+    ("--tls-key", str, "PEM private key of the certificate"),
+    ("--tls-ca", str, "PEM CA: require client certificates signed by it (mutual TLS)"),
+    ("--uid-root", str, "prefix of new UIDs, ending with '.'"),
+    ("--send-retries", int, "delivery attempts after the first"),
+    ("--send-backoff-seconds", float, "first retry delay; doubles each attempt"),
+    ("--http-port", int, "health/metrics HTTP port on --bind (0: off)"),
+)
+
+
+def _service_config(args: argparse.Namespace):
+    from medcam_dicom.service.config import load_config
+
+    overrides = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"), None) for flag, _, _ in
+                 SERVICE_FLAGS}
+    overrides["models"] = tuple(args.model) if getattr(args, "model", None) else None
+    return load_config(args.config, overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from medcam_dicom.service.app import Service
+    from medcam_dicom.service.logs import configure_logging
+
+    configure_logging()
+    service = Service(_service_config(args))
+    service.start()
+    service.install_signal_handlers()
+    service.wait()
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from medcam_dicom.service.logs import configure_logging
+    from medcam_dicom.service.spool import Spool
+    from medcam_dicom.service.worker import JobRunner, make_queue, register_task
+
+    configure_logging()
+    config = _service_config(args)
+    queue = make_queue(config)
+    register_task(queue, JobRunner(config, Spool(config.spool)))
+    queue.create_consumer(workers=max(1, config.workers), worker_type="thread", periodic=False).run()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from medcam_dicom.service.status import service_status
+
+    status = service_status(_service_config(args))
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"spool {status['spool']}")
+    print("jobs   " + "  ".join(f"{state} {count}" for state, count in status["jobs"].items()))
+    print(f"queue  {status['queue_length'] if status['queue_length'] is not None else 'n/a (remote queue)'}")
+    print(f"studies still arriving: {status['studies_arriving']}")
+    for error in status["last_errors"]:
+        print(f"error  {error['job']} ({error['state']}): {error['error']}")
+    return 0
+
+
+def _resend(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from medcam_dicom.service.jobs import JobStore
+    from medcam_dicom.service.spool import Spool
+    from medcam_dicom.service.worker import JobRunner
+
+    config = _service_config(args)
+    if config.destination is None:
+        raise ValueError("resend needs a destination (--destination AE@HOST:PORT or the config file)")
+    spool = Spool(config.spool)
+    store = JobStore(spool)
+    try:
+        record = store.load(args.job)
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"no job {args.job} in {spool.root}") from error
+    if not record.results:
+        raise ValueError(f"job {args.job} has no results to send (state {record.state})")
+    with store.exclusive(args.job) as mine:
+        if not mine:
+            raise ValueError(f"job {args.job} is being worked on; try again later")
+        store.reset_sent(args.job)
+        record.state, record.attempts = "sending", 0
+        store.save(record)
+    runner = JobRunner(dataclasses.replace(config, send_retries=0), spool)  # one attempt, then failed again
+    delay = runner.run(args.job)
+    record = store.load(args.job)
+    print(f"job {args.job}: {record.state}, {len(store.sent(args.job))} of {len(record.results)} results accepted "
+          f"by {config.destination}")
+    if delay is not None or record.state != "delivered":
+        print(f"last error: {record.errors[-1] if record.errors else '-'}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
     from medcam_dicom.benchmark.data import DATASETS
@@ -173,6 +285,23 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--uid-root", help="prefix of new UIDs, ending with '.' (default: pydicom's root)")
     explain.add_argument("--content-qualification", default="RESEARCH", choices=("RESEARCH", "PRODUCT", "SERVICE"))
     explain.set_defaults(handler=_explain)
+
+    def service_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", help="TOML configuration file ([medcam] table or top-level keys)")
+        for flag, kind, text in SERVICE_FLAGS:
+            sub.add_argument(flag, type=kind, help=text)
+        sub.add_argument("--model", action="append", help="model description file or shipped name (repeatable)")
+        return sub
+
+    service_parser("serve", "run the DICOM node: receive, explain, send back").set_defaults(handler=_serve)
+    service_parser("worker", "run explainer workers only (remote queue)").set_defaults(handler=_worker)
+    status = service_parser("status", "jobs by state, queue length, last errors")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+    resend = service_parser("resend", "send a job's results to the destination again")
+    resend.add_argument("job", help="job id (see medcam-dicom status / the spool's jobs/ folder)")
+    resend.set_defaults(handler=_resend)
     return parser
 
 
@@ -184,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         print(f"medcam-dicom: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

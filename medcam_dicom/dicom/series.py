@@ -7,6 +7,7 @@ stored frame order, several single-frame images (CR, US, photographs) by Instanc
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,13 @@ class ImageSeries:
     def shape(self) -> tuple[int, int]:
         dataset = self.reference.dataset
         return int(dataset.Rows), int(dataset.Columns)
+
+    @property
+    def content_key(self) -> str:
+        """The series UID plus a hash of its SOP Instance UIDs: results of the same series with other
+        instances (a study re-sent with more slices) must not reuse the UIDs of an earlier result."""
+        digest = hashlib.sha256("\n".join(sorted(i.sop_instance_uid for i in self.instances)).encode())
+        return f"{self.series_uid}/{digest.hexdigest()[:16]}"
 
     def describe(self) -> str:
         """A short human label: modality, description and first file."""

@@ -98,7 +98,7 @@ def build_secondary_captures(
         for position, frame_index in enumerate(item.frame_indices):
             per_frame.setdefault(frame_index, []).append((item, item.mask[position]))
     reference = series.reference.dataset
-    series_uid = settings.uid(series.series_uid, producer.name, producer.fingerprint, "SC series")
+    series_uid = settings.uid(series.content_key, producer.name, producer.fingerprint, "SC series")
     images = []
     for number, frame_index in enumerate(sorted(per_frame), start=1):
         source = series.frames[frame_index]
@@ -117,7 +117,7 @@ def build_secondary_captures(
             coordinate_system=hd.CoordinateSystemNames.PATIENT,
             series_instance_uid=series_uid,
             series_number=settings.series_number(reference.get("SeriesNumber"), "SC"),
-            sop_instance_uid=settings.uid(series.series_uid, producer.name, producer.fingerprint, "SC", frame_index),
+            sop_instance_uid=settings.uid(series.content_key, producer.name, producer.fingerprint, "SC", frame_index),
             instance_number=number,
             manufacturer=settings.manufacturer,
             # highdicom insists on two orientation letters; sources without geometry get theirs (or an

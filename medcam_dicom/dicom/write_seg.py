@@ -83,7 +83,7 @@ def build_segmentations(
             segmented_property_type=codes.evidence_type(index, class_names[index]),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
-            tracking_uid=settings.uid(series.series_uid, producer.name, producer.fingerprint, "segment", index),
+            tracking_uid=settings.uid(series.content_key, producer.name, producer.fingerprint, "segment", index),
             tracking_id=f"Med-CAM evidence {class_names[index]}"[:64],
             display_color=hd.color.CIELabColor.from_rgb(*segment_colour(index)),
         )
@@ -99,13 +99,13 @@ def build_segmentations(
             if not sources or sources[-1] is not dataset:
                 sources.append(dataset)
         pixels = np.stack([masks[index][frames] for index in explained], axis=-1)
-        identity = (series.series_uid, producer.name, producer.fingerprint, "SEG", group_number)
+        identity = (series.content_key, producer.name, producer.fingerprint, "SEG", group_number)
         segmentation = hd.seg.Segmentation(
             source_images=sources,
             pixel_array=pixels,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions,
-            series_instance_uid=settings.uid(series.series_uid, producer.name, producer.fingerprint, "SEG series"),
+            series_instance_uid=settings.uid(series.content_key, producer.name, producer.fingerprint, "SEG series"),
             series_number=settings.series_number(reference.get("SeriesNumber"), "SEG"),
             sop_instance_uid=settings.uid(*identity),
             instance_number=group_number,

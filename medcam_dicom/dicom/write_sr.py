@@ -75,7 +75,7 @@ def build_report(
     groups = []
     for number, item in enumerate(evidence, start=1):
         tracking = hd.sr.TrackingIdentifier(
-            uid=settings.uid(series.series_uid, producer.name, producer.fingerprint, "tracking", number),
+            uid=settings.uid(series.content_key, producer.name, producer.fingerprint, "tracking", number),
             identifier=f"Med-CAM {item.class_name} #{number}"[:64],
         )
         evaluation = hd.sr.QualitativeEvaluation(codes.FAITHFUL, codes.YES if item.explanation.faithful else codes.NO)
@@ -139,9 +139,9 @@ def build_report(
     return hd.sr.Comprehensive3DSR(
         evidence=evidence_datasets,
         content=report,
-        series_instance_uid=settings.uid(series.series_uid, producer.name, producer.fingerprint, "SR series"),
+        series_instance_uid=settings.uid(series.content_key, producer.name, producer.fingerprint, "SR series"),
         series_number=settings.series_number(reference.get("SeriesNumber"), "SR"),
-        sop_instance_uid=settings.uid(series.series_uid, producer.name, producer.fingerprint, "SR"),
+        sop_instance_uid=settings.uid(series.content_key, producer.name, producer.fingerprint, "SR"),
         instance_number=1,
         manufacturer=settings.manufacturer,
         is_complete=True,

@@ -1,0 +1,115 @@
+"""Job records: one JSON file per study handed to the workers, rewritten durably at every state change.
+
+States: ``queued`` -> ``running`` -> ``sending`` -> ``delivered``; ``failed`` after the last retry (results
+kept; ``medcam-dicom resend JOB`` sends them again). ``delivered`` also covers "nothing to send".
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medcam_dicom.service.spool import Spool, fsync_directory, write_durably
+
+STATES = ("queued", "running", "sending", "delivered", "failed")
+TERMINAL = ("delivered", "failed")
+
+
+@dataclass
+class JobRecord:
+    """What is known about one job; ``series`` holds the per-series results of the explainer."""
+
+    job_id: str
+    study_uid: str
+    state: str = "queued"
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    attempts: int = 0
+    instances: int = 0
+    series: list[dict[str, Any]] = field(default_factory=list)
+    results: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    explained_seconds: float | None = None
+    delivered_at: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class JobStore:
+    """Reads and writes job records in the spool."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+
+    def path(self, job_id: str) -> Path:
+        return self.spool.job_dir(job_id) / "job.json"
+
+    def save(self, record: JobRecord) -> None:
+        record.updated = time.time()
+        write_durably(self.path(record.job_id), json.dumps(record.summary(), indent=1).encode())
+
+    def load(self, job_id: str) -> JobRecord:
+        path = self.path(job_id)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise KeyError(f"no job {job_id}") from None
+        return JobRecord(**raw)
+
+    def all(self) -> list[JobRecord]:
+        records = []
+        for job_id in self.spool.job_ids():
+            try:
+                records.append(self.load(job_id))
+            except (KeyError, json.JSONDecodeError, TypeError):
+                continue
+        return records
+
+    def create(self, study_uid: str, job_id: str, instances: int) -> JobRecord:
+        record = JobRecord(job_id=job_id, study_uid=study_uid, instances=instances)
+        self.save(record)
+        return record
+
+    def sent(self, job_id: str) -> set[str]:
+        """SOP Instance UIDs of results the destination has accepted."""
+        path = self.spool.job_dir(job_id) / "sent.txt"
+        if not path.exists():
+            return set()
+        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+    def mark_sent(self, job_id: str, sop_instance_uid: str) -> None:
+        """Record one accepted result durably (append + fsync) before the next is sent."""
+        path = self.spool.job_dir(job_id) / "sent.txt"
+        with open(path, "a", encoding="ascii") as handle:
+            handle.write(sop_instance_uid + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def reset_sent(self, job_id: str) -> None:
+        path = self.spool.job_dir(job_id) / "sent.txt"
+        path.unlink(missing_ok=True)
+        fsync_directory(path.parent)
+
+    @contextmanager
+    def exclusive(self, job_id: str) -> Iterator[bool]:
+        """Hold the job's lock while working on it; yields ``False`` when another worker holds it. The
+        operating system drops the lock when its holder dies, so a crash never leaves a job locked."""
+        path = self.spool.job_dir(job_id) / "lock"
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

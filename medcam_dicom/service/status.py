@@ -1,0 +1,31 @@
+"""What ``medcam-dicom status`` reports: jobs by state, queue length, studies still arriving, last errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from medcam_dicom.service.config import ServiceConfig
+from medcam_dicom.service.jobs import STATES, JobStore
+from medcam_dicom.service.spool import Spool
+
+
+def service_status(config: ServiceConfig, last_errors: int = 5) -> dict[str, Any]:
+    """A JSON-serialisable summary of the spool (works while the service runs or is stopped)."""
+    spool = Spool(config.spool)
+    records = JobStore(spool).all()
+    states = Counter(record.state for record in records)
+    failed = sorted((r for r in records if r.errors), key=lambda r: r.updated, reverse=True)[:last_errors]
+    queue_length = None
+    if config.queue_url == "sqlite" and (spool.root / "queue.db").exists():
+        from medcam_dicom.service.worker import make_queue
+
+        queue_length = make_queue(config).pending_count()
+    return {
+        "spool": str(spool.root),
+        "jobs": {state: states.get(state, 0) for state in STATES},
+        "queue_length": queue_length,
+        "studies_arriving": len(spool.incoming_studies()),
+        "last_errors": [{"job": r.job_id, "state": r.state, "study": r.study_uid, "error": r.errors[-1]}
+                        for r in failed],
+    }
