@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # System packages the tests use as real peers: dicom3tools (dciodvfy validates our SEG/SC/SR), dcmtk
-# (echoscu/storescu as the modality, storescp for the receive benchmark), openssl (test certificates).
+# (echoscu/storescu as the modality, storescp for the receive benchmark), openssl (test certificates),
+# redis-server (the queue for remote workers).
 # Installs only what is missing; needs root or sudo (CI runs as root).
 set -euo pipefail
 missing=()
 command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
 command -v storescu >/dev/null 2>&1 || missing+=(dcmtk)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

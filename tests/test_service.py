@@ -8,6 +8,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -347,3 +348,33 @@ def test_unknown_host_is_refused_and_sigterm_stops_gracefully(tmp_path):
     finally:
         assert service.stop() == 0
     assert '"event": "service stopped"' in service.log()
+
+
+def test_redis_queue_lets_separate_worker_processes_do_the_explaining(tmp_path):
+    """`serve --workers 0` only receives; `medcam-dicom worker` (another process, as on a GPU machine)
+    takes the jobs from Redis and delivers, with the same code and spool."""
+    redis_port = free_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pacs = Pacs().start()
+    queue = f"redis://127.0.0.1:{redis_port}/0"
+    common = ["--destination", pacs.address, "--queue-url", queue, *model_args(tmp_path / "models")]
+    service = ServiceProcess(tmp_path / "spool", ["--workers", "0", "--stable-seconds", "0.5", *common])
+    worker_log = open(tmp_path / "worker.log", "wb")
+    worker = subprocess.Popen([sys.executable, "-m", "medcam_dicom.cli", "worker", "--spool", str(tmp_path / "spool"),
+                               "--workers", "1", *common], stdout=worker_log, stderr=worker_log)
+    try:
+        service.start()
+        assert store(service.port, [pydicom.dcmread(new_study("CT_small.dcm", tmp_path / "in"))]) == [0]
+        assert len(pacs.wait_for(3, timeout=120)) == 3
+        wait_until(lambda: [j["state"] for j in jobs(tmp_path / "spool")] == ["delivered"], what="delivered")
+        assert '"state": "delivered"' not in service.log()  # the receiving service did not explain it
+        assert '"state": "delivered"' in (tmp_path / "worker.log").read_text()
+    finally:
+        service.stop()
+        worker.terminate()
+        worker.wait(30)
+        worker_log.close()
+        pacs.stop()
+        redis.terminate()
+        redis.wait(30)

@@ -12,6 +12,8 @@ from medcam_dicom.service.spool import Spool
 
 def service_status(config: ServiceConfig, last_errors: int = 5) -> dict[str, Any]:
     """A JSON-serialisable summary of the spool (works while the service runs or is stopped)."""
+    if not (config.spool / "jobs").is_dir():
+        raise ValueError(f"{config.spool} is not a medcam-dicom spool (no jobs/ folder)")
     spool = Spool(config.spool)
     records = JobStore(spool).all()
     states = Counter(record.state for record in records)
