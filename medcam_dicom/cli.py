@@ -61,7 +61,7 @@ def _explain(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from medcam_dicom.dicom.examples import example_inputs
+    from medcam_dicom.dicom.examples import example_inputs, write_lesion_examples
     from medcam_dicom.dicom.pipeline import explain_series
     from medcam_dicom.dicom.read import scan_inputs
     from medcam_dicom.dicom.settings import OutputSettings
@@ -80,7 +80,9 @@ def _explain(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides["seed"] = args.seed
     models = [load_model(d.with_medcam(**overrides) if overrides else d, args.device) for d in descriptions]
-    paths = list(args.paths) + (example_inputs() if args.examples else [])
+    paths = list(args.paths)
+    if args.examples:
+        paths += write_lesion_examples(Path(args.out) / "example-inputs") + example_inputs()
     if not paths:
         raise ValueError("explain needs DICOM files or folders (or --examples)")
     scan = scan_inputs(paths)
@@ -274,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain = commands.add_parser("explain", help="explain DICOM files or folders; write SEG, SC and SR per series")
     explain.add_argument("paths", nargs="*", help="DICOM files or folders (walked recursively)")
     explain.add_argument("--examples", action="store_true",
-                         help="also explain pydicom's bundled CT, MR and ultrasound examples (no data needed)")
+                         help="also explain example images: a CT slice and a fundus photograph with a synthetic "
+                              "lesion (written to OUT/example-inputs/) and pydicom's CT, MR and ultrasound files")
     explain.add_argument("--out", required=True, help="output folder: <out>/<study UID>/<series UID>/")
     explain.add_argument("--model", action="append",
                          help="model description file or shipped name (repeatable; first match wins; default: "

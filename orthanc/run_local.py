@@ -4,6 +4,7 @@ the docker-compose deployment; only the environment variables differ.
 
     python orthanc/run_local.py                 # Orthanc on :8042 (REST/Explorer) and :4242 (DICOM)
     python orthanc/run_local.py --exit-when-done --max-steps 30
+    python orthanc/run_local.py --exit-when-done --screenshots docs/   # + OHIF screenshots of the lesions
 
 Needs the Debian packages `orthanc` and `orthanc-dicomweb` (scripts/install-system.sh installs them).
 """
@@ -112,13 +113,17 @@ class Orthanc:
         return self.request("POST", "/tools/find", body)
 
 
-def demo_files() -> list[Path]:
+def demo_files(workdir: Path) -> list[Path]:
+    """The two generated lesion examples (CT, fundus) and pydicom's CT, MR and CR files."""
     import glob
 
     import pydicom.data
 
+    from medcam_dicom.dicom.examples import write_lesion_examples
+
     root = os.path.dirname(pydicom.data.__file__)
-    return [Path(glob.glob(os.path.join(root, "**", name), recursive=True)[0]) for name in DEMO_FILES]
+    bundled = [Path(glob.glob(os.path.join(root, "**", name), recursive=True)[0]) for name in DEMO_FILES]
+    return write_lesion_examples(workdir / "example-inputs") + bundled
 
 
 def start_service(workdir: Path, orthanc: Orthanc, extra: list[str]) -> subprocess.Popen:
@@ -129,6 +134,28 @@ def start_service(workdir: Path, orthanc: Orthanc, extra: list[str]) -> subproce
     return subprocess.Popen(command, stdout=log, stderr=log)
 
 
+def take_screenshots(orthanc: Orthanc, studies: list[tuple[str, str]], folder: Path, port: int) -> None:
+    """OHIF screenshots (``ohif-<name>.png``) of each study with its SEG shown."""
+    sys.path.insert(0, str(ORTHANC_DIR))
+    import ohif
+
+    dist = ohif.prepare(Path(".cache/ohif").resolve())
+    server = ohif.serve(dist, port, orthanc.http_port)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, study in studies:
+            uid = orthanc.get(f"/studies/{study}")["MainDicomTags"]["StudyInstanceUID"]
+            output = (folder / f"ohif-{name}.png").resolve()
+            counts = ohif.screenshot(Path(".cache/ohif").resolve(), f"http://127.0.0.1:{port}/viewer?StudyInstanceUIDs={uid}",
+                                     output, shutil.which("chromium") or "/usr/bin/chromium")
+            print(f"  OHIF screenshot {output}: coloured viewport pixels {counts['before']} -> {counts['after']}, "
+                  f"{counts['changed']} changed in place", flush=True)
+            if not ohif.seg_shown(counts):
+                raise RuntimeError(f"OHIF did not show the SEG of {name} (see {output})")
+    finally:
+        server.shutdown()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="medcam-local", help="Orthanc storage, spool and logs")
@@ -137,6 +164,8 @@ def main() -> int:
     parser.add_argument("--service-port", type=int, default=11112)
     parser.add_argument("--max-steps", type=int, help="Med-CAM steps (default: the demo models' 300)")
     parser.add_argument("--exit-when-done", action="store_true", help="stop once the results are in Orthanc")
+    parser.add_argument("--screenshots", help="folder for OHIF screenshots of the two lesion studies "
+                                              "(orthanc/ohif.py; needs npm and chromium)")
     args = parser.parse_args()
     workdir = Path(args.workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -157,9 +186,12 @@ def main() -> int:
             if service.poll() is not None:
                 raise RuntimeError(f"the service exited; see {workdir / 'service.log'}")
             time.sleep(0.5)
-        studies = set()
-        for path in demo_files():
-            studies.add(orthanc.upload(path)["ParentStudy"])
+        studies, lesion_studies = set(), []
+        for path in demo_files(workdir):
+            study = orthanc.upload(path)["ParentStudy"]
+            studies.add(study)
+            if path.name.startswith("lesion-"):
+                lesion_studies.append((path.stem, study))
         print(f"Uploaded {len(studies)} demo studies to Orthanc; waiting for Med-CAM results ...", flush=True)
         while True:
             done = {s["ParentStudy"] for s in orthanc.find_series(Modality="SEG")} & studies
@@ -175,6 +207,8 @@ def main() -> int:
         print(f"Orthanc Explorer: http://127.0.0.1:{args.http_port}/app/explorer.html ; DICOMweb: "
               f"http://127.0.0.1:{args.http_port}/dicom-web/ ; OHIF: python orthanc/ohif.py --orthanc-port "
               f"{args.http_port}")
+        if args.screenshots:
+            take_screenshots(orthanc, lesion_studies, Path(args.screenshots), args.http_port + 1)
         if not args.exit_when_done:
             print("Ctrl-C stops Orthanc and the service.", flush=True)
             signal.sigwait({signal.SIGINT, signal.SIGTERM})

@@ -25,6 +25,17 @@ medcam: {max_steps: 3, min_steps: 1}
 """
 
 
+def wait_until(condition, timeout: float = 120.0, what: str = "condition"):
+    """Poll ``condition`` until it returns something truthy (returned), else fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -118,6 +118,24 @@ def result_frame_uid(explained, name, frame_index):
     return series.frames[frame_index].instance.sop_instance_uid
 
 
+def test_every_seg_has_plane_geometry_because_ohif_cannot_show_one_without(explained):
+    results, _, _ = explained
+    for name, result in results.items():
+        for seg_path in _outputs(result, "SEG"):
+            seg = pydicom.dcmread(seg_path)
+            shared = seg.SharedFunctionalGroupsSequence[0]
+            measures = shared.PixelMeasuresSequence[0]
+            assert len(measures.PixelSpacing) == 2 and float(measures.SliceThickness) > 0, name
+            assert len(shared.PlaneOrientationSequence[0].ImageOrientationPatient) == 6, name
+            assert all("PlanePositionSequence" in frame for frame in seg.PerFrameFunctionalGroupsSequence), name
+            assert seg.FrameOfReferenceUID
+    # an image without geometry (CR) gets its own pixel grid: identity orientation, origin at pixel 0
+    seg = pydicom.dcmread(_outputs(results["6154"], "SEG")[0])
+    assert [float(v) for v in seg.PerFrameFunctionalGroupsSequence[0].PlanePositionSequence[0].ImagePositionPatient] \
+        == [0.0, 0.0, 0.0]
+    assert seg.FrameOfReferenceUID.startswith(UID_ROOT)
+
+
 def test_seg_references_the_source_series_and_keeps_its_grid(explained):
     results, _, inputs = explained
     result = results["ct-series"]

@@ -13,23 +13,13 @@ import pydicom
 import pytest
 
 from tests.dicom_inputs import bundled, copy_with_new_uids, ct_series
-from tests.service_peers import ServiceProcess, free_port, write_fast_models
+from tests.service_peers import ServiceProcess, free_port, wait_until, write_fast_models
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("run_local", ROOT / "orthanc" / "run_local.py")
 run_local = importlib.util.module_from_spec(_spec)
 sys.modules["run_local"] = run_local  # dataclasses look their module up there
 _spec.loader.exec_module(run_local)
-
-
-def wait_until(condition, timeout: float = 120.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

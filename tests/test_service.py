@@ -21,7 +21,7 @@ from pydicom.uid import generate_uid
 
 from medcam_dicom.cli import main
 from tests.dicom_inputs import bundled, copy_with_new_uids, ct_series
-from tests.service_peers import Pacs, ServiceProcess, echo, free_port, store, storescu, write_fast_models
+from tests.service_peers import Pacs, ServiceProcess, echo, free_port, store, storescu, wait_until, write_fast_models
 
 
 def model_args(folder: Path) -> list[str]:
@@ -39,16 +39,6 @@ def new_study(name: str, folder: Path) -> Path:
 
 def jobs(spool: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((spool / "jobs").glob("*/job.json"))]
-
-
-def wait_until(condition, timeout: float = 90.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def results_per_study(received: list[pydicom.Dataset]) -> dict[str, Counter]:

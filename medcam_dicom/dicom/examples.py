@@ -1,13 +1,23 @@
-"""Example DICOM inputs that need no download: files bundled with pydicom (a CT slice, an MR slice, an RGB
-ultrasound image), for ``medcam-dicom explain --examples`` and the quick-start demo."""
+"""Example DICOM inputs that need no download, for ``medcam-dicom explain --examples``, the quick-start
+demo and the viewer screenshots: files bundled with pydicom (a CT slice, an MR slice, an RGB ultrasound
+image: the demo models call them "normal", whose evidence is usually empty) and two generated images with a
+synthetic lesion (a CT slice in HU and an RGB fundus photograph as Secondary Capture) whose evidence is the
+lesion."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+import highdicom as hd
+import numpy as np
+import pydicom
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 EXAMPLE_FILES = ("CT_small.dcm", "MR_small.dcm", "examples_rgb_color.dcm")
+#: index of the first lesion image of each benchmark set used for the generated examples
+LESION_SEED = 7
 
 
 def example_inputs() -> list[Path]:
@@ -19,3 +29,46 @@ def example_inputs() -> list[Path]:
             raise ValueError(f"pydicom's bundled example {name} is missing from this installation")
         paths.append(Path(path))
     return paths
+
+
+def _lesion_image(dataset: str) -> np.ndarray:
+    from medcam_dicom.benchmark.data import generate
+
+    images = generate(dataset, 2, seed=LESION_SEED)
+    return images.images[1].numpy()  # index 1: class "lesion"
+
+
+def write_lesion_examples(folder: str | Path) -> list[Path]:
+    """Write ``lesion-ct.dcm`` (CT, HU, CT_small's header and geometry, new UIDs) and
+    ``lesion-fundus.dcm`` (RGB Secondary Capture) into ``folder``, each in a study of its own."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ct = copy.deepcopy(template)
+    hounsfield = _lesion_image("ct")[0] * 400.0 - 160.0  # the demo CT model's window (40, 400)
+    ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ct.FrameOfReferenceUID = generate_uid()
+    ct.file_meta.MediaStorageSOPInstanceUID = ct.SOPInstanceUID
+    ct.PatientName, ct.PatientID = "MEDCAM^DEMO^CT", "MEDCAM-DEMO-1"
+    ct.SeriesDescription = "Synthetic lesion on CT (Med-CAM demo)"
+    ct.StudyDescription = "Med-CAM demo CT"
+    ct.RescaleSlope, ct.RescaleIntercept = 1, -1024
+    ct.PixelRepresentation, ct.BitsAllocated, ct.BitsStored, ct.HighBit = 0, 16, 16, 15
+    ct.WindowCenter, ct.WindowWidth = 40, 400
+    ct.PixelData = np.clip(np.round(hounsfield + 1024), 0, 65535).astype(np.uint16).tobytes()
+    ct_path = folder / "lesion-ct.dcm"
+    ct.save_as(ct_path, enforce_file_format=True)
+    fundus = (np.moveaxis(_lesion_image("fundus"), 0, -1) * 255).round().astype(np.uint8)
+    capture = hd.sc.SCImage(
+        pixel_array=fundus, photometric_interpretation="RGB", bits_allocated=8,
+        coordinate_system="PATIENT", patient_orientation=("L", "F"), study_instance_uid=generate_uid(),
+        series_instance_uid=generate_uid(),
+        series_number=1, sop_instance_uid=generate_uid(), instance_number=1, manufacturer="medcam-dicom demo",
+        patient_id="MEDCAM-DEMO-2", patient_name="MEDCAM^DEMO^FUNDUS", study_id="1", accession_number="",
+        series_description="Synthetic lesion on a fundus photograph (Med-CAM demo)",
+    )
+    capture.PatientOrientation = ""  # a photograph: no orientation known (highdicom wants letters above)
+    capture.Modality = "XC"  # external-camera photography (highdicom writes OT)
+    fundus_path = folder / "lesion-fundus.dcm"
+    capture.save_as(fundus_path, enforce_file_format=True)
+    return [ct_path, fundus_path]

@@ -26,6 +26,34 @@ def algorithm_identification(producer: Producer) -> hd.AlgorithmIdentificationSe
     )
 
 
+def _pixel_measures(source: Dataset) -> Dataset:
+    """Pixel Measures for a source without patient geometry: its (imager) pixel spacing when it has one,
+    else 1 mm (its nominal pixel), and a 1 mm slice thickness."""
+    measures = Dataset()
+    spacing = source.get("PixelSpacing") or source.get("ImagerPixelSpacing") or [1, 1]
+    measures.PixelSpacing = [format_number_as_ds(float(v)) for v in spacing]
+    measures.SliceThickness = format_number_as_ds(float(source.get("SliceThickness") or 1.0))
+    return measures
+
+
+def _add_image_plane_geometry(segmentation: Dataset, source: Dataset, frame_of_reference_uid: str) -> None:
+    """Give a SEG of an image without patient geometry (photograph, SC, CR/DX) the pixel grid of the image
+    itself: its own Frame of Reference, the identity orientation, the origin at the first pixel and the
+    image's pixel spacing (else 1 mm) — exactly how viewers place such an image. highdicom writes no
+    plane or pixel measures in that case, and OHIF's SEG viewport cannot display a SEG without them."""
+    segmentation.FrameOfReferenceUID = frame_of_reference_uid
+    segmentation.PositionReferenceIndicator = ""
+    shared = segmentation.SharedFunctionalGroupsSequence[0]
+    shared.PixelMeasuresSequence = [_pixel_measures(source)]
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    shared.PlaneOrientationSequence = [orientation]
+    for frame in segmentation.PerFrameFunctionalGroupsSequence:
+        position = Dataset()
+        position.ImagePositionPatient = ["0", "0", "0"]
+        frame.PlanePositionSequence = [position]
+
+
 def class_masks(series: ImageSeries, evidence: list[EvidenceMask]) -> dict[int, np.ndarray]:
     """Per explained class, a ``(frames, rows, columns)`` mask over the whole series (empty where the class
     was not explained)."""
@@ -129,6 +157,8 @@ def build_segmentations(
             measures = segmentation.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
             measures.SliceThickness = format_number_as_ds(series.spacing[0])
             measures.SpacingBetweenSlices = format_number_as_ds(series.spacing[0])
+        if "PixelMeasuresSequence" not in segmentation.SharedFunctionalGroupsSequence[0]:
+            _add_image_plane_geometry(segmentation, sources[0], settings.uid(series.content_key, "frame of reference"))
         if "PatientOrientation" not in segmentation:  # type 2C in General Image; dciodvfy asks for it
             orientation = patient_orientation(sources[0])
             segmentation.PatientOrientation = list(orientation) if orientation else ""
