@@ -158,7 +158,8 @@ def build_segmentations(
             measures.SliceThickness = format_number_as_ds(series.spacing[0])
             measures.SpacingBetweenSlices = format_number_as_ds(series.spacing[0])
         if "PixelMeasuresSequence" not in segmentation.SharedFunctionalGroupsSequence[0]:
-            _add_image_plane_geometry(segmentation, sources[0], settings.uid(series.content_key, "frame of reference"))
+            own_frame_of_reference = settings.uid(sources[0].SOPInstanceUID, "image frame of reference")
+            _add_image_plane_geometry(segmentation, sources[0], own_frame_of_reference)
         if "PatientOrientation" not in segmentation:  # type 2C in General Image; dciodvfy asks for it
             orientation = patient_orientation(sources[0])
             segmentation.PatientOrientation = list(orientation) if orientation else ""
