@@ -8,7 +8,8 @@ import sys
 from medcam_dicom import __version__
 
 
-def _config(args: argparse.Namespace):
+def _medcam_overrides(args: argparse.Namespace) -> dict:
+    """MedCAMConfig fields set by ``--max-steps`` (which also caps ``min_steps``) and ``--seed``."""
     from medcam_dicom.explain.config import MedCAMConfig
 
     overrides = {}
@@ -17,7 +18,13 @@ def _config(args: argparse.Namespace):
         overrides["min_steps"] = min(MedCAMConfig().min_steps, args.max_steps)
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
-    return MedCAMConfig(**overrides)
+    return overrides
+
+
+def _config(args: argparse.Namespace):
+    from medcam_dicom.explain.config import MedCAMConfig
+
+    return MedCAMConfig(**_medcam_overrides(args))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -65,7 +72,6 @@ def _explain(args: argparse.Namespace) -> int:
     from medcam_dicom.dicom.pipeline import explain_series
     from medcam_dicom.dicom.read import scan_inputs
     from medcam_dicom.dicom.settings import OutputSettings
-    from medcam_dicom.explain.config import MedCAMConfig
     from medcam_dicom.models.description import DEFAULT_MODELS, load_description
     from medcam_dicom.models.loading import load_model
 
@@ -74,11 +80,7 @@ def _explain(args: argparse.Namespace) -> int:
     settings = OutputSettings(uid_root=args.uid_root or OutputSettings.uid_root,
                               content_qualification=args.content_qualification)
     descriptions = [load_description(name) for name in (args.model or DEFAULT_MODELS)]
-    overrides = {}
-    if args.max_steps is not None:
-        overrides.update(max_steps=args.max_steps, min_steps=min(MedCAMConfig().min_steps, args.max_steps))
-    if args.seed is not None:
-        overrides["seed"] = args.seed
+    overrides = _medcam_overrides(args)
     models = [load_model(d.with_medcam(**overrides) if overrides else d, args.device) for d in descriptions]
     paths = list(args.paths)
     if args.examples:

@@ -28,6 +28,7 @@ from medcam_dicom.dicom.settings import OutputSettings
 from medcam_dicom.dicom.write_sc import build_secondary_captures
 from medcam_dicom.dicom.write_seg import build_segmentations
 from medcam_dicom.dicom.write_sr import build_report
+from medcam_dicom.durable import fsync_directory
 from medcam_dicom.models.loading import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,7 @@ def _publish(staging: Path, final: Path) -> None:
         shutil.rmtree(retired, ignore_errors=True)
     else:
         os.replace(staging, final)
-    descriptor = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    fsync_directory(final.parent)
 
 
 def write_results(

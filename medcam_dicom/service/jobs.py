@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcam_dicom.service.spool import Spool, fsync_directory, write_durably
+from medcam_dicom.durable import fsync_directory, write_durably
+from medcam_dicom.service.spool import Spool
 
 STATES = ("queued", "running", "sending", "delivered", "failed")
 TERMINAL = ("delivered", "failed")

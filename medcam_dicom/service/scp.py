@@ -17,10 +17,11 @@ import pydicom
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
+from medcam_dicom.durable import write_durably
 from medcam_dicom.service.config import ServiceConfig
 from medcam_dicom.service.logs import log_event
 from medcam_dicom.service.metrics import Metrics
-from medcam_dicom.service.spool import Spool, SpoolError, write_durably
+from medcam_dicom.service.spool import Spool, SpoolError
 from medcam_dicom.service.tracker import StudyTracker
 
 SUCCESS = 0x0000

@@ -19,37 +19,13 @@ import time
 from pathlib import Path
 
 from medcam_dicom.dicom.read import is_valid_uid
+from medcam_dicom.durable import fsync_directory
 
 JOB_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
 
 
 class SpoolError(ValueError):
     """A value that must not become part of a spool path."""
-
-
-def fsync_directory(path: Path) -> None:
-    """Make a rename or a new file in ``path`` durable."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def write_durably(path: Path, data: bytes | memoryview) -> None:
-    """Write ``data`` to a temporary name, fsync it, rename it to ``path`` and fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
 
 
 def checked_uid(value: object, name: str) -> str:

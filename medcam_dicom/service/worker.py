@@ -94,22 +94,21 @@ class JobRunner:
                 try:
                     self.explain(record)
                 except Exception as error:  # noqa: BLE001 - a bug must not take the worker down
-                    record.state = "failed"
                     record.errors.append(f"explaining failed: {type(error).__name__}: {error}")
-                    self.store.save(record)
-                    log_event("job", job=job_id, study=record.study_uid, state="failed", error=str(error))
-                    self.metrics.inc("medcam_jobs_total", labels={"state": "failed"}, help="jobs by final state")
-                    return None
+                    return self.fail(record, error=str(error))
                 explained = [s for s in record.series if s["status"] == "explained"]
                 if not explained and record.errors:
-                    record.state = "failed"
-                    self.store.save(record)
-                    log_event("job", job=job_id, study=record.study_uid, state="failed", errors=record.errors)
-                    self.metrics.inc("medcam_jobs_total", labels={"state": "failed"}, help="jobs by final state")
-                    return None
+                    return self.fail(record, errors=record.errors)
                 record.state = "sending"
                 self.store.save(record)
             return self.deliver(record)
+
+    def fail(self, record: JobRecord, **fields: object) -> None:
+        """Mark the job failed for good (results stay on disk), log it with ``fields`` and count it."""
+        record.state = "failed"
+        self.store.save(record)
+        log_event("job", job=record.job_id, study=record.study_uid, state="failed", **fields)
+        self.metrics.inc("medcam_jobs_total", labels={"state": "failed"}, help="jobs by final state")
 
     def deliver(self, record: JobRecord) -> float | None:
         """Send the job's results (skipping those already accepted); retry with exponential backoff."""
@@ -123,12 +122,7 @@ class JobRunner:
                 record.errors.append(f"send attempt {record.attempts}: {error}")
                 self.metrics.inc("medcam_send_failures_total", help="failed delivery attempts")
                 if record.attempts > self.config.send_retries:
-                    record.state = "failed"
-                    self.store.save(record)
-                    log_event("job", job=record.job_id, study=record.study_uid, state="failed", error=str(error),
-                              attempts=record.attempts)
-                    self.metrics.inc("medcam_jobs_total", labels={"state": "failed"}, help="jobs by final state")
-                    return None
+                    return self.fail(record, error=str(error), attempts=record.attempts)
                 self.store.save(record)
                 delay = self.config.send_backoff_seconds * 2 ** (record.attempts - 1)
                 log_event("send retry", job=record.job_id, error=str(error), attempt=record.attempts, delay=delay)
