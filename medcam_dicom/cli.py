@@ -53,7 +53,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     from medcam_dicom.benchmark.run import print_report, run_benchmark
 
     report = run_benchmark(tuple(args.datasets), args.images, tuple(args.methods), _config(args), args.arch,
-                           args.out, cross_check=not args.no_quantus)
+                           args.out, cross_check=not args.no_quantus, variant=args.variant)
     print_report(report)
     print(f"Table written to {args.out}/benchmark.json, gallery to {args.out}/gallery.png")
     return 0
@@ -246,8 +246,8 @@ def _resend(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    from medcam_dicom.benchmark.data import DATASETS
-    from medcam_dicom.benchmark.run import METHODS
+    from medcam_dicom.benchmark.data import DATASETS, VARIANTS
+    from medcam_dicom.benchmark.run import DEFAULT_METHODS, METHODS
 
     parser = argparse.ArgumentParser(prog="medcam-dicom", description="Minimal, verified evidence masks "
                                      "(Med-CAM) for medical image classifiers.")
@@ -263,11 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int)
     demo.set_defaults(handler=_demo)
 
-    bench = commands.add_parser("benchmark", help="ground-truth benchmark of Med-CAM, Grad-CAM and occlusion")
+    bench = commands.add_parser("benchmark", help="ground-truth benchmark of Med-CAM (per image and amortised), "
+                                "Grad-CAM and occlusion")
     bench.add_argument("--out", default="benchmark-output", help="output folder (default: %(default)s)")
     bench.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     bench.add_argument("--images", type=int, default=20, help="test images per dataset (default: %(default)s)")
-    bench.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    bench.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS,
+                       help="amortized / amortized+refine use the shipped amortised explainers "
+                            "(default: %(default)s)")
+    bench.add_argument("--variant", default="standard", choices=VARIANTS,
+                       help="test images: standard, or heldout (a shift nothing was trained on)")
     bench.add_argument("--arch", default="resnet18-small",
                        help="classifier: resnet18-small (shipped) or resnet18 (trained once, cached)")
     bench.add_argument("--max-steps", type=int, help="cap on Med-CAM optimisation steps per image")

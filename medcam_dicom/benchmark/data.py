@@ -10,7 +10,7 @@ variant puts a spherical lesion into a volume built from a CT slice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -48,6 +48,7 @@ class DatasetSpec:
     channels: int
     lesion_radius: tuple[float, float]
     lesion_colour: tuple[float, ...]
+    distractors: tuple[int, int] = (1, 3)
 
 
 SPECS = {
@@ -123,7 +124,7 @@ def _add_distractors(
     """Streaks (elongated ellipses) and small squares with the lesion's colour, away from the lesion."""
     shape = image.shape[1:]
     grid = _grid(shape)
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(spec.distractors[0], spec.distractors[1] + 1))):
         for _attempt in range(20):
             centre = [rng.uniform(0.15 * s, 0.85 * s) for s in shape]
             if rng.random() < 0.5:
@@ -195,11 +196,28 @@ def _background(spec: DatasetSpec, rng: np.random.Generator) -> np.ndarray:
     return np.stack(slices)[None].astype(np.float32)
 
 
-def generate(name: str, count: int, seed: int = 0) -> GroundTruthSet:
-    """``count`` images of dataset ``name``, alternating classes 0 and 1, reproducible from ``seed``."""
+VARIANTS = ("standard", "heldout")
+
+
+def variant_spec(name: str, variant: str = "standard") -> DatasetSpec:
+    """The spec of dataset ``name`` in a ``variant``: ``standard`` (what classifiers and explainers are
+    trained on) or ``heldout``: lesions a third smaller and 2-4 distractors instead of 1-3, a shift that
+    neither the classifier nor the amortised explainer saw in training."""
     if name not in SPECS:
         raise ValueError(f"unknown benchmark dataset {name!r}; expected one of {DATASETS}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown dataset variant {variant!r}; expected one of {VARIANTS}")
     spec = SPECS[name]
+    if variant == "heldout":
+        low, high = spec.lesion_radius
+        spec = replace(spec, lesion_radius=(low * 2 / 3, high * 2 / 3), distractors=(2, 4))
+    return spec
+
+
+def generate(name: str, count: int, seed: int = 0, variant: str = "standard") -> GroundTruthSet:
+    """``count`` images of dataset ``name`` (in ``variant``, see :func:`variant_spec`), alternating
+    classes 0 and 1, reproducible from ``seed``."""
+    spec = variant_spec(name, variant)
     rng = np.random.default_rng([seed, DATASETS.index(name)])
     images, labels, lesions = [], [], []
     for index in range(count):

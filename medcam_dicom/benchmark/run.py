@@ -23,12 +23,15 @@ from tqdm.auto import tqdm
 from medcam_dicom.benchmark.data import DATASETS, GroundTruthSet, generate
 from medcam_dicom.benchmark.metrics import deletion_insertion_auc, iou, necessity, pointing_game
 from medcam_dicom.benchmark.training import TEST_SEED, train_classifier
+from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, explain_at_area
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.medcam import MedCAM
-from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path
+from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path, demo_explainer_path
 
-METHODS = ("medcam", "gradcam", "occlusion")
+METHODS = ("medcam", "gradcam", "occlusion", "amortized", "amortized+refine")
+DEFAULT_METHODS = ("medcam", "gradcam", "occlusion")
+AMORTIZED_METHODS = {"amortized": 0, "amortized+refine": "auto"}  # method -> refine_steps
 LESION = 1
 CACHE_DIR = Path.home() / ".cache" / "medcam-dicom"
 
@@ -65,6 +68,17 @@ def load_classifier(dataset: str, arch: str, progress: bool = True) -> TrainedCl
         model = train_classifier(dataset, arch=arch, progress=progress)
         model.save(cached)
     return TrainedClassifier.load(cached)
+
+
+def load_explainer(dataset: str, classifier: TrainedClassifier, config: MedCAMConfig) -> AmortizedMedCAM:
+    """The shipped amortised explainer of a demo classifier (``scripts/train_demo_models.py --explainers``)."""
+    path = demo_explainer_path(dataset)
+    if not path.is_file():
+        raise ValueError(
+            f"no amortised explainer for dataset {dataset!r} at {path}; "
+            "run scripts/train_demo_models.py --explainers"
+        )
+    return AmortizedMedCAM.load(path, classifier.network, config=config)
 
 
 def _result(
@@ -193,15 +207,22 @@ def _display(image: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[np.
 def run_benchmark(
     datasets: tuple[str, ...] = DATASETS,
     images: int = 20,
-    methods: tuple[str, ...] = METHODS,
+    methods: tuple[str, ...] = DEFAULT_METHODS,
     config: MedCAMConfig | None = None,
     arch: str = "resnet18-small",
     out_dir: str | Path = "benchmark-output",
     gallery_images: int = 3,
     cross_check: bool = True,
     progress: bool = True,
+    variant: str = "standard",
+    classifiers: dict[str, TrainedClassifier] | None = None,
+    explainers: dict[str, AmortizedMedCAM] | None = None,
 ) -> dict[str, Any]:
-    """Run the benchmark and write ``benchmark.json`` and ``gallery.png`` into ``out_dir``."""
+    """Run the benchmark and write ``benchmark.json`` and ``gallery.png`` into ``out_dir``.
+
+    ``variant`` picks the test images (``heldout``: a shift no classifier or explainer was trained on);
+    ``classifiers`` / ``explainers`` replace the shipped demo classifier / amortised explainer of a
+    dataset (the MONAI bundle's evaluation passes its own)."""
     for name in methods:
         if name not in METHODS:
             raise ValueError(f"unknown method {name!r}; expected any of {METHODS}")
@@ -211,15 +232,18 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     config = config or MedCAMConfig()
     report: dict[str, Any] = {"config": config.to_dict(), "arch": arch, "images_per_dataset": images,
-                              "datasets": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                              "variant": variant, "datasets": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     gallery_rows = []
     all_results: list[ImageResult] = []
     torch_threads = torch.get_num_threads()
     for dataset in datasets:
-        classifier = load_classifier(dataset, arch, progress)
+        classifier = (classifiers or {}).get(dataset) or load_classifier(dataset, arch, progress)
         network = classifier.network
-        test = generate(dataset, images, seed=TEST_SEED)
+        test = generate(dataset, images, seed=TEST_SEED, variant=variant)
         explainer = MedCAM(network, config=config)
+        amortized = None
+        if set(methods) & set(AMORTIZED_METHODS):
+            amortized = (explainers or {}).get(dataset) or load_explainer(dataset, classifier, config)
         others = {"gradcam": GradCAMSaliency(network), "occlusion": OcclusionSaliency(network)}
         results: list[ImageResult] = []
         saliencies: dict[str, dict[int, torch.Tensor]] = {m: {} for m in methods}
@@ -236,6 +260,15 @@ def run_benchmark(
             if results[-1].iou is not None:
                 saliencies["medcam"][index] = medcam.soft_mask
             for name in methods:
+                if name in AMORTIZED_METHODS and amortized is not None:
+                    explanation = amortized.explain(image, refine_steps=AMORTIZED_METHODS[name])
+                    explanation.method = name
+                    row[name] = explanation
+                    results.append(_result(dataset, index, label, explanation, network, image,
+                                           explanation.soft_mask, baseline, lesion))
+                    if results[-1].iou is not None:
+                        saliencies[name][index] = explanation.soft_mask
+                    continue
                 if name == "medcam":
                     continue
                 explanation, saliency = explain_at_area(
@@ -303,13 +336,13 @@ def print_report(report: dict[str, Any]) -> None:
     table = Table(title=f"Med-CAM ground-truth benchmark ({report['arch']}, "
                         f"{report['images_per_dataset']} images per dataset)")
     table.add_column("dataset")
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
     for heading, _, _ in TABLE_COLUMNS:
         table.add_column(heading, justify="right")
     for dataset, entry in report["datasets"].items():
         for method, row in entry["methods"].items():
             table.add_row(dataset, method, *[fmt(row[key], digits) for _, key, digits in TABLE_COLUMNS])
-    console = Console(width=160)
+    console = Console(width=200)
     console.print(table)
     for dataset, entry in report["datasets"].items():
         if isinstance(entry.get("quantus"), dict):

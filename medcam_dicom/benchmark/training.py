@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from monai.networks.layers import GaussianFilter
@@ -9,10 +11,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from medcam_dicom.benchmark.data import CLASS_NAMES, SPECS, generate
+from medcam_dicom.explain.amortized import AmortizedMedCAM
+from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.models.architectures import build_classifier
 from medcam_dicom.models.demo import TrainedClassifier
 
 TRAIN_SEED, VALIDATION_SEED, TEST_SEED = 1, 2, 3
+#: the amortised explainers train on images the classifier never saw (its training seeds are 1000 + epoch)
+EXPLAINER_SEED = 4
 
 
 def random_blob_masks(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -77,20 +83,28 @@ def train_classifier(
     seed: int = 0,
     masking: float = 0.5,
     progress: bool = True,
+    network: nn.Module | None = None,
+    normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
 ) -> TrainedClassifier:
     """Train ``arch`` on ``dataset``, ``train_images`` freshly generated images per epoch (new images
     every epoch: with few real backgrounds a fixed set is memorised instead of the lesion being
     learned). A fraction ``masking`` of each batch is shown masked (:func:`masking_augmentation`).
     Returns the classifier with its normalisation and validation accuracy in ``metrics``. Reproducible
-    from ``seed``."""
+    from ``seed``. ``network`` replaces ``arch`` (the MONAI bundle passes its ``network_def``);
+    ``normalisation`` = ``(mean, std)`` per channel fixes the input normalisation instead of measuring it
+    on the training images."""
     spec = SPECS[dataset]
     torch.manual_seed(seed)
     train = generate(dataset, train_images, seed=TRAIN_SEED * 1000)
     validation = generate(dataset, validation_images, seed=VALIDATION_SEED)
     axes = [0] + list(range(2, train.images.ndim))
-    mean = tuple(float(v) for v in train.images.mean(dim=axes))
-    std = tuple(float(v) for v in train.images.std(dim=axes))
-    network = build_classifier(arch, len(spec.spatial_shape), spec.channels, len(CLASS_NAMES))
+    if normalisation is None:
+        mean = tuple(float(v) for v in train.images.mean(dim=axes))
+        std = tuple(float(v) for v in train.images.std(dim=axes))
+    else:
+        mean, std = tuple(normalisation[0]), tuple(normalisation[1])
+    if network is None:
+        network = build_classifier(arch, len(spec.spatial_shape), spec.channels, len(CLASS_NAMES))
     model = TrainedClassifier(
         network=network,
         arch=arch,
@@ -144,3 +158,32 @@ def train_classifier(
         "seed": seed,
     }
     return model
+
+
+def train_explainer(
+    classifier: TrainedClassifier,
+    train_images: int = 2048,
+    epochs: int = 10,
+    batch_size: int = 16,
+    learning_rate: float = 1e-2,
+    validation_images: int = 64,
+    config: MedCAMConfig | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> AmortizedMedCAM:
+    """Train an :class:`AmortizedMedCAM` for a demo classifier on freshly generated images of its
+    dataset (seeded: rerunning reproduces it), validating on the validation seed with the lesions as
+    ground truth. The explainer's ``metadata`` records the recipe."""
+    dataset = classifier.dataset
+    train = generate(dataset, train_images, seed=EXPLAINER_SEED)
+    validation = generate(dataset, validation_images, seed=VALIDATION_SEED)
+    explainer = AmortizedMedCAM(classifier.network, config=config)
+    explainer.metadata = {"dataset": dataset, "classifier_arch": classifier.arch, "train_images": train_images,
+                          "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                          "train_seed": EXPLAINER_SEED}
+    explainer.fit(
+        classifier.preprocess(train.images), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        val=(classifier.preprocess(validation.images), validation.lesions), checkpoint=checkpoint,
+        progress=progress,
+    )
+    return explainer

@@ -52,6 +52,7 @@ class EvidenceMask:
             "area_fraction": self.area_fraction,
             "steps": self.explanation.steps,
             "seconds": self.explanation.seconds,
+            "method": self.explanation.method,
         }
 
 

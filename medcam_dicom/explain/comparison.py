@@ -60,17 +60,18 @@ class GradCAMSaliency:
     def __init__(self, classifier: nn.Module, layer: str | None = None) -> None:
         self.classifier = classifier
         self.layer = layer
+        self._chosen: dict[tuple[int, ...], str] = {}  # default layer per image shape, traced once
 
     def saliency(self, image: torch.Tensor, target: int) -> torch.Tensor:
         device = resolve_device(self.classifier, None)
         batch = image.unsqueeze(0).to(device)
         with evaluation_mode(self.classifier):
-            layer = self.layer
+            layer = self.layer or self._chosen.get(tuple(image.shape))
             if layer is None:
                 spatial = [m for m in default_layers(self.classifier, batch) if m.kind == "spatial"]
                 if not spatial:
                     raise ValueError("Grad-CAM needs a classifier with spatial feature maps (a CNN)")
-                layer = spatial[-1].name
+                layer = self._chosen[tuple(image.shape)] = spatial[-1].name
             hooks_before = {m: (set(m._forward_hooks), set(m._backward_hooks)) for m in self.classifier.modules()}
             try:
                 cam = GradCAM(self.classifier, target_layers=layer, postprocessing=_rescale)

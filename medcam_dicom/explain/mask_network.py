@@ -16,13 +16,15 @@ def build_mask_network(
     strides: tuple[int, ...],
     num_res_units: int,
     initial_keep_probability: float,
+    out_channels: int = 1,
 ) -> UNet:
-    """A MONAI U-Net ``in_channels -> 1`` mask logit, its output bias set so that
-    ``sigmoid(logit) ~= initial_keep_probability`` everywhere at the start."""
+    """A MONAI U-Net ``in_channels -> out_channels`` mask logits (one per class for the amortised
+    explainer), its output bias set so that ``sigmoid(logit) ~= initial_keep_probability`` everywhere
+    at the start."""
     network = UNet(
         spatial_dims=spatial_dims,
         in_channels=in_channels,
-        out_channels=1,
+        out_channels=out_channels,
         channels=channels,
         strides=strides,
         num_res_units=num_res_units,

@@ -120,6 +120,40 @@ class MedCAM:
         ``target`` defaults to the top-1 class on the full image. Raises ``ValueError`` for bad input
         (shape, NaN/inf, channels, logits, target, layer names).
         """
+        return self._explain(image, target, record_history=record_history)
+
+    def refine(
+        self,
+        image: torch.Tensor | np.ndarray,
+        network: nn.Module,
+        target: int | None = None,
+        max_steps: int | None = None,
+        min_steps: int | None = None,
+        method: str = "medcam-refined",
+    ) -> Explanation:
+        """Continue the optimisation from a trained mask ``network`` (a warm start) instead of a fresh U-Net.
+
+        ``network`` maps the padded image ``(1, C, *spatial)`` to mask logits ``(1, 1, *spatial)``; it is
+        trained in place (pass a copy to keep the original). The usual stopping rule applies (faithful,
+        area stable, mask decided) after ``min_steps`` (default: one convergence window), at most
+        ``max_steps`` (default: ``config.max_steps``); the smallest faithful mask seen is kept when the
+        last one is not faithful.
+        """
+        return self._explain(
+            image, target, network=network, max_steps=max_steps, method=method,
+            min_steps=self.config.convergence_window if min_steps is None else min_steps,
+        )
+
+    def _explain(
+        self,
+        image: torch.Tensor | np.ndarray,
+        target: int | None,
+        record_history: bool = False,
+        network: nn.Module | None = None,
+        max_steps: int | None = None,
+        min_steps: int | None = None,
+        method: str = "medcam",
+    ) -> Explanation:
         started = time.perf_counter()
         image = as_image_tensor(image).to(self.device)
         check_channels(self.classifier, image)
@@ -135,7 +169,8 @@ class MedCAM:
                 target_index = int(full_logits.argmax(dim=1)) if checked is None else checked
                 probability = float(torch.softmax(full_logits, dim=1)[0, target_index])
                 mask, soft_mask, steps, history = self._optimise(
-                    image, full_logits, full_features, layers, recorder, target_index, record_history
+                    image, full_logits, full_features, layers, recorder, target_index, record_history,
+                    network=network, max_steps=max_steps, min_steps=min_steps,
                 )
             faithful, masked_probability = verify_mask(
                 self.classifier, image, mask, target_index, self.baseline(image)
@@ -150,7 +185,7 @@ class MedCAM:
             area_fraction=float(mask.float().mean()),
             steps=steps,
             seconds=time.perf_counter() - started,
-            method="medcam",
+            method=method,
             history=history,
         )
 
@@ -174,6 +209,20 @@ class MedCAM:
         return [self.explain(items[i], chosen[i]) for i in iterator]
 
     # ------------------------------------------------------------------ optimisation
+    def _fresh_network(self, spatial_dims: int, in_channels: int) -> nn.Module:
+        """The per-image U-Net, initialised from the configured seed."""
+        config = self.config
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(config.seed)
+            return build_mask_network(
+                spatial_dims,
+                in_channels,
+                config.unet_channels,
+                config.unet_strides,
+                config.unet_res_units,
+                config.initial_keep_probability,
+            ).to(self.device)
+
     def _optimise(
         self,
         image: torch.Tensor,
@@ -183,27 +232,25 @@ class MedCAM:
         recorder: FeatureRecorder,
         target_index: int,
         record_history: bool,
+        network: nn.Module | None = None,
+        max_steps: int | None = None,
+        min_steps: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, int, list[dict[str, float]]]:
         config = self.config
+        max_steps = config.max_steps if max_steps is None else max_steps
+        min_steps = config.min_steps if min_steps is None else min(min_steps, max_steps)
         weights = config.weights
         spatial_dims = image.ndim - 1
         generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         baseline = self.baseline(image).unsqueeze(0)
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(config.seed)
-            network = build_mask_network(
-                spatial_dims,
-                image.shape[0],
-                config.unet_channels,
-                config.unet_strides,
-                config.unet_res_units,
-                config.initial_keep_probability,
-            ).to(self.device)
+        if network is None:
+            network = self._fresh_network(spatial_dims, image.shape[0])
         parameters = list(network.parameters())
         learning_rate = config.learning_rate
         optimiser = torch.optim.Adam(parameters, lr=learning_rate)
         last_faithful_state = [p.detach().clone() for p in parameters]
         unfaithful_run = 0
+        seen_faithful = False  # a warm start may begin unfaithful: nothing to return to until it is not
         multiple = int(np.prod(config.unet_strides))
         network_input, spatial = pad_to_multiple(image.unsqueeze(0), multiple)
         x = image.unsqueeze(0)
@@ -223,7 +270,7 @@ class MedCAM:
         converged = False
         step = 0
         hard = soft = None
-        for step in range(config.max_steps + 1):
+        for step in range(max_steps + 1):
             soft = mask_probabilities(crop_to_shape(network(network_input), spatial))  # (1, 1, *spatial)
             mask = straight_through_mask(soft, config.threshold)
             hard = mask.detach() > 0.5
@@ -236,22 +283,23 @@ class MedCAM:
             faithful_now = int(masked_logits.argmax(dim=1)) == target_index
             area_now = float(hard.float().mean())
             areas.append(area_now)
-            if faithful_now and (best is None or area_now < best[0]) and step >= config.min_steps:
+            if faithful_now and (best is None or area_now < best[0]) and step >= min_steps:
                 best = (area_now, hard[0, 0].clone(), soft.detach()[0, 0].clone())
             stable = len(areas) == areas.maxlen and max(areas) - min(areas) < config.area_tolerance
             decided = (soft * (1.0 - soft)).mean().item() < config.decided_tolerance
-            if faithful_now and step >= config.min_steps and stable and decided:
+            if faithful_now and step >= min_steps and stable and decided:
                 converged = True
                 break
-            if step == config.max_steps:
+            if step == max_steps:
                 break
             if faithful_now:
                 unfaithful_run = 0
+                seen_faithful = True
                 for saved, parameter in zip(last_faithful_state, parameters):
                     saved.copy_(parameter.detach())
             else:
                 unfaithful_run += 1
-            if unfaithful_run >= config.backtrack_patience:
+            if unfaithful_run >= config.backtrack_patience and seen_faithful:
                 # the mask shrank past the decision boundary and is not coming back: return to the
                 # last faithful state and continue more gently
                 with torch.no_grad():

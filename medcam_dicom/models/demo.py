@@ -96,6 +96,12 @@ def demo_checkpoint_path(dataset: str, arch: str = "resnet18-small") -> Path:
     return DEMO_DIR / f"{dataset}-{arch}.pt"
 
 
+def demo_explainer_path(dataset: str) -> Path:
+    """Where the shipped amortised explainer of a demo classifier lies (``scripts/train_demo_models.py
+    --explainers`` writes it)."""
+    return DEMO_DIR / f"{dataset}-explainer.pt"
+
+
 def load_demo_classifier(dataset: str, device: str | torch.device = "cpu") -> TrainedClassifier:
     """The shipped demo classifier for a benchmark dataset (``ct``, ``mr``, ``fundus``, ...)."""
     path = demo_checkpoint_path(dataset)

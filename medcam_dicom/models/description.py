@@ -18,6 +18,9 @@ A description is a YAML or JSON file::
     explain: {classes: null, min_probability: null}   # null classes = the top-1 class
     applies_to: {modality: [CT], body_part: [], image_type: [], colour: null}
     medcam: {max_steps: 300}           # MedCAMConfig overrides
+    explainer: {amortized: demo, refine: auto}   # optional: a trained AmortizedMedCAM checkpoint (a
+                                       # path, or "demo" for the shipped one of a demo classifier);
+                                       # refine: auto | steps | 0. Without it: per-image Med-CAM
     max_pixels: 50000000               # larger series are refused
 
 Relative paths are resolved against the description file's folder. The shipped descriptions (``demo-ct``,
@@ -42,6 +45,7 @@ DESCRIPTIONS_DIR = Path(__file__).resolve().parent / "descriptions"
 #: The shipped descriptions tried in this order when no model is given: a series goes to the first match.
 DEFAULT_MODELS = ("demo-ct", "demo-mr", "demo-colour", "demo-any")
 CLASSIFIER_KINDS = ("demo", "torchscript", "bundle")
+EXPLAINER_KINDS = ("per_image", "amortized")
 
 
 class ModelDescriptionError(ValueError):
@@ -87,6 +91,18 @@ class ExplainSpec:
 
 
 @dataclass(frozen=True)
+class ExplainerSpec:
+    """How masks are made: ``per_image`` Med-CAM (a U-Net optimised for every image), or ``amortized``:
+    the :class:`~medcam_dicom.AmortizedMedCAM` checkpoint at ``checkpoint`` (``"demo"`` = the one shipped
+    with a demo classifier), refining unfaithful masks for up to ``refine`` steps (``"auto"`` =
+    the level search and ``medcam.min_steps`` polishing steps, see :meth:`AmortizedMedCAM.explain`)."""
+
+    kind: str = "per_image"
+    checkpoint: str | None = None
+    refine: int | str = "auto"
+
+
+@dataclass(frozen=True)
 class ModelDescription:
     """A validated model description (see the module docstring for the file format)."""
 
@@ -102,12 +118,15 @@ class ModelDescription:
     applies_to: SeriesRules = SeriesRules()
     medcam: MedCAMConfig = field(default_factory=MedCAMConfig)
     max_pixels: int | None = 50_000_000
+    explainer: ExplainerSpec = ExplainerSpec()
     source: str = "<built-in>"
 
     def fingerprint(self) -> str:
         """A short hash of everything that shapes the results (not where the file lies)."""
         identity = repr((self.name, self.version, self.classifier_kind, Path(self.classifier_location).name,
-                         self.input, self.mode, self.class_names, self.layers, self.explain, self.medcam))
+                         self.input, self.mode, self.class_names, self.layers, self.explain, self.medcam,
+                         self.explainer.kind, self.explainer.checkpoint and Path(self.explainer.checkpoint).name,
+                         self.explainer.refine))
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     def with_medcam(self, **overrides: Any) -> ModelDescription:
@@ -183,6 +202,7 @@ def parse_description(raw: Mapping[str, Any], source: str = "<mapping>", base: P
         "applies_to",
         "medcam",
         "max_pixels",
+        "explainer",
     }
     unknown = set(raw) - allowed
     if unknown:
@@ -229,6 +249,9 @@ def parse_description(raw: Mapping[str, Any], source: str = "<mapping>", base: P
     if class_names and explain_classes and set(explain_classes) - set(class_names):
         raise ModelDescriptionError(source, f"'explain.classes' {list(explain_classes)} not all in class_names")
     max_pixels = raw.get("max_pixels", 50_000_000)
+    explainer = _explainer_spec(raw, source, base)
+    if explainer.checkpoint == "demo" and kind != "demo":
+        raise ModelDescriptionError(source, "'explainer.amortized: demo' needs a demo classifier; give a path")
     return ModelDescription(
         name=name,
         version=str(raw.get("version", "1")),
@@ -247,8 +270,29 @@ def parse_description(raw: Mapping[str, Any], source: str = "<mapping>", base: P
         ),
         medcam=_medcam_config(raw.get("medcam"), source),
         max_pixels=None if max_pixels is None else int(max_pixels),
+        explainer=explainer,
         source=source,
     )
+
+
+def _explainer_spec(raw: Mapping[str, Any], source: str, base: Path | None) -> ExplainerSpec:
+    section = _section(raw, "explainer", source, {"per_image", "amortized", "refine"})
+    if not section:
+        return ExplainerSpec()
+    kinds = [k for k in EXPLAINER_KINDS if k in section]
+    if len(kinds) != 1:
+        raise ModelDescriptionError(source, "'explainer' needs exactly one of per_image: true, amortized: <checkpoint>")
+    refine = section.get("refine", "auto")
+    if not (refine == "auto" or (isinstance(refine, int) and not isinstance(refine, bool) and refine >= 0)):
+        raise ModelDescriptionError(
+            source, f"'explainer.refine' must be auto or a number of steps >= 0, got {refine!r}"
+        )
+    if kinds[0] == "per_image":
+        return ExplainerSpec("per_image", None, refine)
+    checkpoint = str(section["amortized"])
+    if checkpoint != "demo" and base is not None and not Path(checkpoint).is_absolute():
+        checkpoint = str((base / checkpoint).resolve())
+    return ExplainerSpec("amortized", checkpoint, refine)
 
 
 def load_description(path_or_name: str | Path) -> ModelDescription:

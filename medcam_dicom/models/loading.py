@@ -9,8 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from medcam_dicom.explain.amortized import AmortizedMedCAM
+from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.medcam import MedCAM
-from medcam_dicom.models.demo import load_demo_classifier
+from medcam_dicom.models.demo import demo_explainer_path, load_demo_classifier
 from medcam_dicom.models.description import ModelDescription, ModelDescriptionError
 
 BUNDLE_CONFIG_NAMES = ("inference.json", "inference.yaml", "train.json", "train.yaml")
@@ -41,6 +43,19 @@ class ScriptedClassifier(nn.Module):
 
 
 @dataclass
+class RefiningExplainer:
+    """An amortised explainer with the description's refinement budget: ``explain(image, target)``
+    like :class:`MedCAM`, so the DICOM path does not care which kind it has."""
+
+    amortized: AmortizedMedCAM
+    refine_steps: int | str = "auto"
+
+    def explain(self, image: torch.Tensor, target: int | None = None) -> Explanation:
+        """One forward pass, the verification re-run, and refinement when the mask is not faithful."""
+        return self.amortized.explain(image, target, refine_steps=self.refine_steps)
+
+
+@dataclass
 class LoadedModel:
     """A description with its network loaded, ready to build explainers."""
 
@@ -49,9 +64,12 @@ class LoadedModel:
     class_names: tuple[str, ...]
     layers: list[str] | None
     device: torch.device
+    amortized: AmortizedMedCAM | None = None
 
-    def explainer(self) -> MedCAM:
-        """A Med-CAM explainer for this model with the description's configuration."""
+    def explainer(self) -> MedCAM | RefiningExplainer:
+        """The description's explainer: per-image Med-CAM, or the amortised one with refinement."""
+        if self.amortized is not None:
+            return RefiningExplainer(self.amortized, self.description.explainer.refine)
         return MedCAM(self.network, layers=self.layers, config=self.description.medcam, device=self.device)
 
     def class_index(self, name: str) -> int:
@@ -139,4 +157,19 @@ def load_model(description: ModelDescription, device: str | torch.device | None 
             description.source,
             f"the classifier returns shape {tuple(logits.shape)} but {len(class_names)} class names are given",
         )
-    return LoadedModel(description, network, tuple(class_names), layers, device)
+    amortized = None
+    if description.explainer.kind == "amortized":
+        checkpoint = description.explainer.checkpoint
+        path = demo_explainer_path(location) if checkpoint == "demo" else Path(str(checkpoint))
+        try:
+            amortized = AmortizedMedCAM.load(path, network, device=device, config=description.medcam)
+        except ValueError as error:
+            raise ModelDescriptionError(description.source, f"explainer: {error}") from error
+        spec = description.input
+        if amortized.spatial_dims != spec.spatial_dims or amortized.in_channels != spec.channels:
+            raise ModelDescriptionError(
+                description.source,
+                f"explainer {path} was trained on {amortized.spatial_dims}D images with {amortized.in_channels} "
+                f"channel(s), the input spec says {spec.spatial_dims}D with {spec.channels}",
+            )
+    return LoadedModel(description, network, tuple(class_names), layers, device, amortized)

@@ -1,0 +1,647 @@
+"""Amortised Med-CAM: one mask network trained over a dataset with the per-image Med-CAM loss (averaged
+over images), so that explaining a new image costs one forward pass. Every mask is verified by
+re-running the classifier on the hard-masked image; a mask that fails can be refined per image from the
+amortised network as a warm start (:meth:`MedCAM.refine`).
+
+The network (:class:`FeatureMaskDecoder`) has one output channel per class, so any class can be
+explained; it is trained on the classifier's top-1 decisions, the ones the DICOM path explains.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.networks.blocks import Convolution
+from torch import nn
+from tqdm.auto import tqdm
+
+from medcam_dicom.explain import losses
+from medcam_dicom.explain.baselines import robustness_backgrounds
+from medcam_dicom.explain.config import MedCAMConfig
+from medcam_dicom.explain.explanation import Explanation
+from medcam_dicom.explain.features import FeatureRecorder
+from medcam_dicom.explain.mask_network import (
+    mask_probabilities,
+    straight_through_mask,
+)
+from medcam_dicom.explain.medcam import MedCAM, default_layer_weights
+from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
+from medcam_dicom.explain.verification import evaluation_mode, forward_logits
+
+CHECKPOINT_FORMAT = "medcam-dicom-amortized/1"
+AUTO = "auto"
+#: area fractions tried (in one batched forward) when an amortised mask is not faithful
+REFINE_AREAS = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+
+
+class FeatureMaskDecoder(nn.Module):
+    """The amortised explainer network: mask logits for every class, ``(B, K, *spatial)``, decoded from
+    the image and from the classifier's own feature maps (the matched layers, recorded during the
+    forward pass that decides the target anyway).
+
+    Reading the classifier's features is what makes one network serve a whole dataset: an explainer that
+    sees only pixels must rediscover what the classifier responds to, and in our measurements a plain
+    U-Net trained over a dataset learned a per-class shortcut (keep everything for one class, nothing
+    for the other) instead of localising. Dabkowski & Gal (2017) build their real-time saliency model on
+    the classifier's feature pyramid for the same reason. Each feature map goes through a 1x1
+    convolution, is resized to ``1/coarseness`` of the image and summed with a convolution of the
+    downsampled image; two 3x3 convolutions and a 1x1 convolution give the coarse logits, interpolated
+    back to full size. Coarse masks also keep the explainer from "drawing" evidence with fine speckle.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        feature_channels: Sequence[int],
+        num_classes: int,
+        width: int = 32,
+        coarseness: int = 4,
+        initial_keep_probability: float = 0.55,
+    ) -> None:
+        super().__init__()
+        self.spatial_dims = spatial_dims
+        self.coarseness = coarseness
+        self.stem = Convolution(spatial_dims, in_channels, width, kernel_size=3, act="relu", norm="batch")
+        self.laterals = nn.ModuleList(
+            Convolution(spatial_dims, channels, width, kernel_size=1, conv_only=True)
+            for channels in feature_channels
+        )
+        self.head = nn.Sequential(
+            Convolution(spatial_dims, width, width, kernel_size=3, act="relu", norm="batch"),
+            Convolution(spatial_dims, width, width, kernel_size=3, act="relu", norm="batch"),
+            Convolution(spatial_dims, width, num_classes, kernel_size=1, conv_only=True),
+        )
+        last = self.head[-1].conv
+        with torch.no_grad():
+            last.weight.mul_(0.1)
+            last.bias.fill_(math.log(initial_keep_probability / (1.0 - initial_keep_probability)))
+
+    def forward(self, image: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        spatial = tuple(image.shape[2:])
+        coarse = tuple(max(1, math.ceil(size / self.coarseness)) for size in spatial)
+        mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
+        pool = F.adaptive_avg_pool2d if self.spatial_dims == 2 else F.adaptive_avg_pool3d
+        fused = self.stem(pool(image, coarse))
+        for lateral, feature in zip(self.laterals, features):
+            fused = fused + F.interpolate(lateral(feature), size=coarse, mode=mode, align_corners=False)
+        return F.interpolate(self.head(fused), size=spatial, mode=mode, align_corners=False)
+
+
+class ClassMaskNetwork(nn.Module):
+    """The amortised decoder seen through one image and one class: ``(1, C, *spatial)`` image to
+    ``(1, 1, *spatial)`` logits of ``target``, with the classifier features of that image held fixed.
+    This is the warm start handed to :meth:`MedCAM.refine`."""
+
+    def __init__(
+        self, decoder: FeatureMaskDecoder, features: Sequence[torch.Tensor], target: int, shift: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.features = [feature.detach() for feature in features]
+        self.target = target
+        self.shift = shift  # subtracted from the logits: moves the mask's threshold
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.decoder(image, self.features)[:, self.target : self.target + 1] - self.shift
+
+
+def _images_of(item: Any) -> torch.Tensor:
+    """The image batch in a data-loader item: a tensor, a ``{"image": ...}`` dict or an ``(image, ...)``
+    tuple (MONAI and torchvision conventions)."""
+    if isinstance(item, dict):
+        if "image" not in item:
+            raise ValueError(f"a data-loader item is a dict without an 'image' key (keys: {sorted(item)})")
+        item = item["image"]
+    elif isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor):
+        item = item[0]
+    if not isinstance(item, torch.Tensor):
+        raise ValueError(f"expected image tensors from the training data, got {type(item).__name__}")
+    return item.as_tensor() if hasattr(item, "as_tensor") else item
+
+
+def _as_batch(images: torch.Tensor | np.ndarray | Sequence[torch.Tensor]) -> torch.Tensor:
+    """Images ``(N, C, *spatial)`` from a batch tensor/array or a sequence of ``(C, *spatial)`` images."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if isinstance(images, torch.Tensor):
+        if images.ndim not in (4, 5):
+            raise ValueError(
+                f"expected a batch (N, C, H, W) or (N, C, D, H, W), got shape {tuple(images.shape)}"
+            )
+        return images.float()
+    items = [as_image_tensor(image) for image in images]
+    if not items:
+        raise ValueError("got no images")
+    shapes = {tuple(item.shape) for item in items}
+    if len(shapes) > 1:
+        raise ValueError(f"all images must have one shape to be batched, got {sorted(shapes)}")
+    return torch.stack(items)
+
+
+class AmortizedMedCAM:
+    """Med-CAM trained once per classifier and dataset; explains a new image in one forward pass.
+
+    Args:
+        classifier: the ``torch.nn.Module`` to explain (logits ``(B, K)``), used in eval mode and never
+            modified.
+        layers: matched layer names, as for :class:`MedCAM` (``None`` = the documented default). Their
+            spatial feature maps also feed the explainer network (:class:`FeatureMaskDecoder`).
+        config: :class:`MedCAMConfig`: loss weights, baseline and robustness backgrounds are shared with
+            per-image Med-CAM; ``min_steps`` sets the polishing steps of ``refine_steps="auto"`` and the
+            refinement uses its learning rate and stopping rule.
+        device: where to train and explain; ``None`` = where the classifier's parameters are.
+        width: channels of the decoder.
+        coarseness: the mask is predicted at ``1/coarseness`` of the image resolution and interpolated.
+    """
+
+    def __init__(
+        self,
+        classifier: nn.Module,
+        layers: Sequence[str] | None = None,
+        config: MedCAMConfig | None = None,
+        device: str | torch.device | None = None,
+        width: int = 32,
+        coarseness: int = 4,
+    ) -> None:
+        if width < 1:
+            raise ValueError(f"width must be >= 1, got {width}")
+        if coarseness < 1:
+            raise ValueError(f"coarseness must be >= 1, got {coarseness}")
+        self.medcam = MedCAM(classifier, layers=layers, config=config, device=device)
+        self.classifier = classifier
+        self.config = self.medcam.config
+        self.device = self.medcam.device
+        self.width = int(width)
+        self.coarseness = int(coarseness)
+        self.network: FeatureMaskDecoder | None = None
+        self.spatial_dims: int | None = None
+        self.in_channels: int | None = None
+        self.num_classes: int | None = None
+        self.feature_layers: list[str] = []
+        self.history: list[dict[str, Any]] = []
+        self.metadata: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ network
+    def _build(self, spatial_dims: int, in_channels: int, num_classes: int,
+               feature_layers: list[str], feature_channels: list[int]) -> None:
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.seed)
+            self.network = FeatureMaskDecoder(
+                spatial_dims, in_channels, feature_channels, num_classes, self.width, self.coarseness,
+                self.config.initial_keep_probability,
+            ).to(self.device)
+        self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
+        self.feature_layers = list(feature_layers)
+
+    def _build_for(self, image: torch.Tensor) -> None:
+        """Build the decoder for images like ``image`` ``(C, *spatial)``: probe the classifier once for
+        its class count and the channels of its spatial matched layers."""
+        layers = self.medcam.matched_layers(image)
+        spatial = [layer.name for layer in layers if layer.kind == "spatial"]
+        with evaluation_mode(self.classifier), FeatureRecorder(self.classifier, spatial) as recorder:
+            with torch.no_grad():
+                logits = forward_logits(self.classifier, image.unsqueeze(0))
+            channels = [int(recorder.outputs[name].shape[1]) for name in spatial]
+        self._build(image.ndim - 1, image.shape[0], int(logits.shape[1]), spatial, channels)
+
+    def _require_network(self, image: torch.Tensor) -> FeatureMaskDecoder:
+        if self.network is None:
+            raise ValueError("this AmortizedMedCAM is not trained: call fit() or AmortizedMedCAM.load() first")
+        spatial_dims, channels = image.ndim - 1, image.shape[0]
+        if spatial_dims != self.spatial_dims or channels != self.in_channels:
+            raise ValueError(
+                f"the amortised explainer was trained on {self.spatial_dims}D images with {self.in_channels} "
+                f"channel(s), got an image of shape {tuple(image.shape)}"
+            )
+        return self.network
+
+    def _classify(self, batch: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits of a batch and the outputs of the named layers, without gradients."""
+        with evaluation_mode(self.classifier), FeatureRecorder(self.classifier, names) as recorder:
+            with torch.no_grad():
+                logits = forward_logits(self.classifier, batch)
+            return logits, {name: value.detach() for name, value in recorder.outputs.items()}
+
+    def _mask_logits(self, batch: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Mask logits ``(B, K, *spatial)`` of every class for a batch in the classifier's input space."""
+        assert self.network is not None
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return self.network(batch, features).float()
+
+    def _baselines(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.medcam.baseline(image) for image in batch])
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        images: torch.Tensor | Sequence[torch.Tensor] | Iterable[Any],
+        epochs: int = 10,
+        val: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None,
+        batch_size: int = 16,
+        learning_rate: float = 5e-3,
+        checkpoint: str | Path | None = None,
+        keep_best: bool = True,
+        progress: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Train the amortised explainer network with the Med-CAM loss averaged over images.
+
+        Args:
+            images: preprocessed training images: a batch ``(N, C, *spatial)``, a sequence of
+                ``(C, *spatial)`` images, or an iterable of batches (a ``DataLoader`` yielding tensors,
+                ``{"image": ...}`` dicts or ``(image, ...)`` tuples; it must have a ``len()``), read once
+                per epoch.
+            epochs: passes over ``images``.
+            val: validation images, or ``(images, evidence_masks)``: boolean ground-truth masks
+                ``(N, *spatial)``; images whose mask is not empty count in the IoU.
+            batch_size: images per step when ``images`` is a tensor or sequence.
+            learning_rate: peak Adam learning rate (one-cycle schedule).
+            checkpoint: file saved (atomically) after every epoch.
+            keep_best: with ``val``, end with the weights of the best validation epoch: the highest IoU
+                (without ground truth: the smallest area) among epochs that keep the decision on at least
+                98 % of the validation images (else the most faithful epoch).
+            progress: tqdm bars per epoch and a line of validation figures.
+
+        Returns:
+            The per-epoch history: training loss and, with ``val``, validation figures
+            (``faithful_pct``, ``area_fraction``, ``iou``), also kept in :attr:`history`.
+        """
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        in_memory = isinstance(images, (torch.Tensor, np.ndarray, list, tuple))
+        if not in_memory and not hasattr(images, "__len__"):
+            raise ValueError("training data must be a tensor, a list of images or an iterable of batches with a "
+                             "len() (a DataLoader); a generator cannot be read once per epoch")
+        train = _as_batch(images) if in_memory else None
+        first = (train[:1] if train is not None else _images_of(next(iter(images)))[:1]).float().to(self.device)
+        check_channels(self.classifier, first[0])
+        if self.network is None:
+            self._build_for(first[0])
+        network = self._require_network(first[0])
+        assert network is not None
+        parameters = list(network.parameters())
+        steps_per_epoch = math.ceil(len(train) / batch_size) if train is not None else len(images)
+        optimiser = torch.optim.Adam(parameters, lr=learning_rate)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=learning_rate, total_steps=epochs * steps_per_epoch, pct_start=0.1
+        )
+        generator = torch.Generator().manual_seed(self.config.seed)
+        device_generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)
+        layers = self.medcam.matched_layers(first[0].to(self.device))
+        started = time.perf_counter()
+        best: tuple[tuple[float, float], dict[str, torch.Tensor]] | None = None
+        for epoch in range(epochs):
+            if train is not None:
+                order = torch.randperm(len(train), generator=generator)
+                batches: Iterator[torch.Tensor] = (
+                    train[order[i : i + batch_size]] for i in range(0, len(train), batch_size)
+                )
+            else:
+                batches = (_images_of(item) for item in images)
+            bar = tqdm(batches, total=steps_per_epoch, desc=f"amortised Med-CAM epoch {epoch + 1}/{epochs}",
+                       unit="batch", disable=not progress, leave=False)
+            running, faithful_running = 0.0, 0.0
+            for step, batch in enumerate(bar):
+                network.train()
+                loss, faithful = self._training_step(batch.float().to(self.device), layers, device_generator)
+                optimiser.zero_grad(set_to_none=True)
+                gradients = torch.autograd.grad(loss, parameters)
+                for parameter, gradient in zip(parameters, gradients):
+                    parameter.grad = gradient
+                optimiser.step()
+                if scheduler.last_epoch < scheduler.total_steps - 1:
+                    scheduler.step()
+                running = loss.item() if step == 0 else 0.9 * running + 0.1 * loss.item()
+                faithful_running = faithful if step == 0 else 0.9 * faithful_running + 0.1 * faithful
+                bar.set_postfix(loss=f"{running:.3f}", faithful=f"{faithful_running:.2f}")
+            network.eval()
+            row: dict[str, Any] = {"epoch": epoch + 1, "loss": running, "train_faithful": faithful_running,
+                                   "seconds": time.perf_counter() - started}
+            if val is not None:
+                row.update(self.evaluate(*(val if isinstance(val, tuple) else (val, None))))
+            self.history.append(row)
+            if val is not None and keep_best:
+                quality = row.get("iou", -row["area_fraction"])
+                score = (quality, 0.0) if row["faithful_pct"] >= 98.0 else (-math.inf, row["faithful_pct"])
+                if best is None or score > best[0]:
+                    best = (score, copy.deepcopy(network.state_dict()))
+                    row["best"] = True
+            if progress:
+                shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+                tqdm.write(f"amortised Med-CAM: {shown}")
+            if checkpoint is not None:
+                self.save(checkpoint)
+        if best is not None:
+            network.load_state_dict(best[1])
+            if checkpoint is not None:
+                self.save(checkpoint)
+        return self.history
+
+    def _training_step(
+        self, batch: torch.Tensor, layers: list[Any], generator: torch.Generator
+    ) -> tuple[torch.Tensor, float]:
+        """The Med-CAM loss of one batch (every term averaged over images, the classifier seeing the
+        straight-through binary mask as in per-image Med-CAM) and its faithful fraction."""
+        config, weights = self.config, self.config.weights
+        names = [layer.name for layer in layers]
+        layer_weights = list(config.layer_weights or default_layer_weights(len(layers)))
+        count = batch.shape[0]
+        with evaluation_mode(self.classifier), FeatureRecorder(self.classifier, names) as recorder:
+            with torch.no_grad():
+                full_logits = forward_logits(self.classifier, batch)
+                full_features = [recorder.outputs[name].detach() for name in names]
+                targets = full_logits.argmax(dim=1)
+                baselines = self._baselines(batch)
+            decoder_inputs = [full_features[names.index(name)] for name in self.feature_layers]
+            soft_all = mask_probabilities(self._mask_logits(batch, decoder_inputs))
+            soft = soft_all.gather(1, targets.view(-1, *[1] * (soft_all.ndim - 1)).expand(
+                -1, 1, *soft_all.shape[2:]))
+            mask = straight_through_mask(soft, config.threshold)
+            inputs = [mask * batch + (1.0 - mask) * baselines]
+            use_robustness = weights.rob > 0 and len(config.robustness_backgrounds) > 0
+            if use_robustness:
+                # one background per image and step (the per-image method uses all of them every step)
+                with torch.no_grad():
+                    kinds = config.robustness_backgrounds
+                    choice = torch.randint(len(kinds), (count,), generator=generator, device=generator.device)
+                    backgrounds = torch.stack([
+                        robustness_backgrounds(image, (kinds[int(k)],), generator)[0]
+                        for image, k in zip(batch, choice)
+                    ])
+                inputs.append(mask * batch + (1.0 - mask) * backgrounds)
+            logits = forward_logits(self.classifier, torch.cat(inputs))
+            masked_logits = logits[:count]
+            faithful = masked_logits.argmax(dim=1) == targets
+            terms: dict[str, torch.Tensor] = {}
+            if weights.act > 0:
+                masked_features = [recorder.outputs[name][:count] for name in names]
+                terms["act"] = losses.activation_matching_loss(
+                    full_features, masked_features, layer_weights, len(layers) // 2
+                )
+            if weights.ce > 0:
+                terms["ce"] = losses.ce_loss(masked_logits, targets)
+            if weights.kl > 0:
+                terms["kl"] = losses.kl_loss(full_logits, masked_logits, config.temperature)
+            if weights.area > 0:
+                # the area gate of per-image Med-CAM, per image: less pressure where the decision is lost
+                gate = torch.where(faithful, 1.0, config.area_gate).to(soft.dtype)
+                terms["area"] = (soft.flatten(1).mean(1) * gate).mean()
+            if weights.bin > 0:
+                terms["bin"] = losses.binarisation_loss(soft)
+            if weights.tv > 0:
+                # on the mask the classifier sees: a speckled binary mask costs even where p is smooth
+                terms["tv"] = losses.total_variation_loss(mask)
+            if use_robustness:
+                terms["rob"] = F.cross_entropy(logits[count:], targets)
+            loss = sum(getattr(weights, name) * value for name, value in terms.items())
+        return loss, float(faithful.float().mean())
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict(
+        self, images: torch.Tensor, targets: Sequence[int | None] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Unverified masks for a batch ``(B, C, *spatial)`` from one forward pass of the classifier and of
+        the decoder: ``target``, ``probability``, ``mask`` (bool), ``soft_mask`` per image and the
+        decoder's input ``features`` (a list, one batch tensor per layer)."""
+        batch = _as_batch(images).to(self.device)
+        self._require_network(batch[0]).eval()
+        logits, recorded = self._classify(batch, self.feature_layers)
+        features = [recorded[name] for name in self.feature_layers]
+        chosen = logits.argmax(dim=1)
+        if targets is not None:
+            for index, target in enumerate(targets):
+                checked = check_target(target, logits.shape[1])
+                if checked is not None:
+                    chosen[index] = checked
+        probabilities = torch.softmax(logits.float(), dim=1).gather(1, chosen[:, None])[:, 0]
+        logits_all = self._mask_logits(batch, features)
+        chosen_logits = logits_all[torch.arange(len(chosen), device=chosen.device), chosen]
+        soft = mask_probabilities(chosen_logits)
+        return {"target": chosen, "probability": probabilities, "mask": soft > self.config.threshold,
+                "soft_mask": soft, "logits": chosen_logits, "features": features}
+
+    @torch.no_grad()
+    def evaluate(
+        self, images: torch.Tensor, evidence: torch.Tensor | None = None, batch_size: int = 32
+    ) -> dict[str, float]:
+        """Validation figures without refinement: ``faithful_pct`` (decision kept by the hard mask,
+        verified by re-running the classifier), mean ``area_fraction`` and, with ground-truth
+        ``evidence`` masks, mean ``iou`` over the images whose evidence is not empty."""
+        images = _as_batch(images)
+        faithful, areas, ious = [], [], []
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(self.device)
+            predicted = self.predict(batch)
+            keep = predicted["mask"].unsqueeze(1).to(batch.dtype)
+            evidence_inputs = keep * batch + (1.0 - keep) * self._baselines(batch)
+            with evaluation_mode(self.classifier):
+                kept = forward_logits(self.classifier, evidence_inputs).argmax(dim=1) == predicted["target"]
+            faithful.extend(kept.tolist())
+            areas.extend(predicted["mask"].flatten(1).float().mean(1).tolist())
+            if evidence is not None:
+                truth = evidence[start : start + batch_size].to(self.device).bool()
+                for mask, gt in zip(predicted["mask"], truth):
+                    if gt.any():
+                        union = (mask | gt).sum()
+                        ious.append(float((mask & gt).sum() / union))
+        figures = {"faithful_pct": 100.0 * float(np.mean(faithful)), "area_fraction": float(np.mean(areas))}
+        if ious:
+            figures["iou"] = float(np.mean(ious))
+        return figures
+
+    def explain(
+        self,
+        image: torch.Tensor | np.ndarray,
+        target: int | None = None,
+        refine_steps: int | str = 0,
+    ) -> Explanation:
+        """Explain one preprocessed image ``(C, *spatial)``: one forward pass of the classifier and the
+        decoder, then the verification re-run of the classifier on the hard-masked image.
+
+        ``refine_steps``: what to do when the mask is not faithful: 0 = nothing (the explanation says
+        ``faithful=False``), a number of steps, or ``"auto"`` = the level search and ``config.min_steps``
+        polishing steps (measured: polishing to full convergence cost per-image time for a few points of
+        IoU on the rare refined images). Refinement keeps the amortised ranking of
+        pixels: (1) one batched re-run of the classifier on the masks that keep the top 2, 5, 10, 20, 35,
+        50, 75 and 100 % of the decoder's logits picks the smallest faithful one (the whole image always
+        keeps a top-1 decision); (2) per-image Med-CAM continues from the decoder, shifted so that its
+        binary mask starts as that level, for up to ``refine_steps - 1`` steps, and its result is taken
+        when it is faithful and not larger. ``Explanation.steps`` counts the level search as one step;
+        ``method`` is ``"amortized"`` or ``"amortized+refine"``.
+        """
+        started = time.perf_counter()
+        if refine_steps == AUTO:
+            budget = 1 + self.config.min_steps
+        elif isinstance(refine_steps, int) and not isinstance(refine_steps, bool) and refine_steps >= 0:
+            budget = refine_steps
+        else:
+            raise ValueError(f"refine_steps must be a non-negative int or 'auto', got {refine_steps!r}")
+        image = as_image_tensor(image).to(self.device)
+        check_channels(self.classifier, image)
+        predicted = self.predict(image.unsqueeze(0), [target])
+        target_index = int(predicted["target"][0])
+        mask, soft = predicted["mask"][0], predicted["soft_mask"][0]
+        faithful, masked_probability = self.medcam.verify(image, mask, target_index)
+        if not faithful and budget > 0:
+            return self._refine(image, predicted, target_index, budget, started)
+        return Explanation(
+            mask=mask.cpu(),
+            soft_mask=soft.float().cpu(),
+            target=target_index,
+            probability=float(predicted["probability"][0]),
+            masked_probability=masked_probability,
+            faithful=faithful,
+            area_fraction=float(mask.float().mean()),
+            steps=0,
+            seconds=time.perf_counter() - started,
+            method="amortized",
+        )
+
+    def _refine(
+        self, image: torch.Tensor, predicted: dict[str, Any], target: int, budget: int, started: float
+    ) -> Explanation:
+        """Level search over the decoder's logits, then per-image Med-CAM from the shifted decoder."""
+        logits = predicted["logits"][0]
+        flat = logits.flatten()
+        thresholds = [torch.topk(flat, max(1, round(area * flat.numel()))).values[-1] for area in REFINE_AREAS]
+        masks = torch.stack([logits >= threshold for threshold in thresholds])
+        keep = masks.unsqueeze(1).to(image.dtype)
+        baseline = self.medcam.baseline(image)
+        with evaluation_mode(self.classifier), torch.no_grad():
+            level_logits = forward_logits(self.classifier, keep * image + (1.0 - keep) * baseline)
+        probabilities = torch.softmax(level_logits.float(), dim=1)[:, target]
+        kept = (level_logits.argmax(dim=1) == target).nonzero()
+        if len(kept) == 0:  # only when target is not the top-1 class: nothing keeps it
+            level, faithful = len(REFINE_AREAS) - 1, False
+        else:
+            level, faithful = int(kept[0]), True
+        result = Explanation(
+            mask=masks[level].cpu(),
+            soft_mask=predicted["soft_mask"][0].float().cpu(),
+            target=target,
+            probability=float(predicted["probability"][0]),
+            masked_probability=float(probabilities[level]),
+            faithful=faithful,
+            area_fraction=float(masks[level].float().mean()),
+            steps=1,
+            seconds=0.0,
+            method="amortized+refine",
+        )
+        if faithful and budget > 1:
+            assert self.network is not None
+            features = [feature[:1] for feature in predicted["features"]]
+            # shift the decoder so that its binary mask starts as the chosen level (logit > 0 <=> kept)
+            shift = float(thresholds[level]) - 1e-4 * (1.0 + abs(float(thresholds[level])))
+            warm_start = ClassMaskNetwork(copy.deepcopy(self.network).eval(), features, target, shift)
+            refined = self.medcam.refine(image, warm_start, target, max_steps=budget - 1,
+                                         method="amortized+refine")
+            if refined.faithful and refined.area_fraction <= result.area_fraction:
+                refined.steps += 1
+                result = refined
+            else:
+                result.steps += refined.steps
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def explain_batch(
+        self,
+        images: torch.Tensor | Sequence[torch.Tensor],
+        targets: Sequence[int | None] | None = None,
+        refine_steps: int | str = 0,
+        progress: bool = False,
+    ) -> list[Explanation]:
+        """:meth:`explain` for each image of a batch ``(B, C, ...)`` or a sequence of images."""
+        items = list(_as_batch(images))
+        if targets is not None and len(targets) != len(items):
+            raise ValueError(f"got {len(targets)} targets for {len(items)} images")
+        chosen = list(targets) if targets is not None else [None] * len(items)
+        iterator = tqdm(range(len(items)), desc="amortised Med-CAM", unit="image", disable=not progress)
+        return [self.explain(items[i], chosen[i], refine_steps) for i in iterator]
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write the trained decoder (float32: it is small), its shape, the config and the training history
+        to one file (atomically: a temporary file renamed over ``path``)."""
+        if self.network is None:
+            raise ValueError("nothing to save: the amortised explainer is not trained")
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "layers": self.medcam.layer_names,
+            "spatial_dims": self.spatial_dims,
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
+            "width": self.width,
+            "coarseness": self.coarseness,
+            "feature_layers": self.feature_layers,
+            "feature_channels": [lateral.conv.in_channels for lateral in self.network.laterals],
+            "history": self.history,
+            "metadata": self.metadata,
+            "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, temporary)
+        temporary.replace(path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        classifier: nn.Module,
+        device: str | torch.device | None = None,
+        config: MedCAMConfig | None = None,
+    ) -> AmortizedMedCAM:
+        """Load a file written by :meth:`save` for ``classifier``; ``config`` overrides the saved one (the
+        network's shape always comes from the file). Raises ``ValueError`` naming the file when it is not an
+        amortised explainer or does not fit the classifier."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"amortised explainer checkpoint {path} does not exist")
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unpickling failure means "not our file"
+            raise ValueError(f"{path} is not a readable amortised explainer checkpoint: {error}") from error
+        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a medcam-dicom amortised explainer (missing format {CHECKPOINT_FORMAT!r})")
+        explainer = cls(
+            classifier,
+            layers=payload["layers"],
+            config=config or MedCAMConfig.from_dict(payload["config"]),
+            device=device,
+            width=payload["width"],
+            coarseness=payload["coarseness"],
+        )
+        explainer._build(payload["spatial_dims"], payload["in_channels"], payload["num_classes"],
+                         payload["feature_layers"], payload["feature_channels"])
+        assert explainer.network is not None
+        try:
+            explainer.network.load_state_dict(payload["state_dict"])
+        except RuntimeError as error:
+            raise ValueError(f"{path}: the saved explainer network does not load: {error}") from error
+        probe = torch.zeros((1, payload["in_channels"]) + (16,) * payload["spatial_dims"], device=explainer.device)
+        with evaluation_mode(classifier), torch.no_grad():
+            try:
+                classes = forward_logits(classifier, probe).shape[1]
+            except ValueError:
+                classes = payload["num_classes"]  # the classifier needs a fixed size: checked at explain()
+        if classes != payload["num_classes"]:
+            raise ValueError(
+                f"{path} explains a classifier with {payload['num_classes']} classes, "
+                f"this classifier has {classes}"
+            )
+        explainer.history = list(payload.get("history", []))
+        explainer.metadata = dict(payload.get("metadata", {}))
+        return explainer

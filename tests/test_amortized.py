@@ -1,0 +1,188 @@
+"""AmortizedMedCAM: training over a dataset, one-pass explanations, verification, refinement, persistence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from medcam_dicom import AmortizedMedCAM, MedCAMConfig
+from medcam_dicom.benchmark.data import generate
+from medcam_dicom.benchmark.training import TEST_SEED
+from medcam_dicom.explain.verification import verify_mask
+from medcam_dicom.models.demo import demo_explainer_path, load_demo_classifier
+from tests.conftest import BlobDetector, blob_image
+
+
+def blob_dataset(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` 32x32 images with one bright disk at a random place (class 1), and the disks."""
+    generator = torch.Generator().manual_seed(seed)
+    images, disks = [], []
+    for _ in range(count):
+        centre = tuple(int(c) for c in torch.randint(7, 25, (2,), generator=generator))
+        image, disk = blob_image(32, centre, 4.0)
+        images.append(image)
+        disks.append(disk)
+    return torch.stack(images), torch.stack(disks)
+
+
+@pytest.fixture(scope="module")
+def trained_on_blobs() -> tuple[AmortizedMedCAM, torch.Tensor, torch.Tensor]:
+    classifier = BlobDetector()
+    config = MedCAMConfig(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,))
+    explainer = AmortizedMedCAM(classifier, config=config, width=16, coarseness=2)
+    train, _ = blob_dataset(96, seed=0)
+    val, val_disks = blob_dataset(16, seed=1)
+    explainer.fit(train, epochs=6, batch_size=16, learning_rate=1e-2, val=(val, val_disks), progress=False)
+    return explainer, val, val_disks
+
+
+def test_fit_reports_validation_figures_per_epoch(trained_on_blobs):
+    explainer, _, _ = trained_on_blobs
+    assert [row["epoch"] for row in explainer.history] == list(range(1, 7))
+    for row in explainer.history:
+        assert {"loss", "train_faithful", "faithful_pct", "area_fraction", "iou", "seconds"} <= set(row)
+    assert sum(bool(row.get("best")) for row in explainer.history) >= 1
+
+
+def test_amortised_masks_find_the_blob_far_better_than_chance(trained_on_blobs):
+    explainer, val, disks = trained_on_blobs
+    figures = explainer.evaluate(val, disks)
+    chance = float(disks.float().mean())  # the IoU a random mask of the disk's area would reach, roughly
+    assert figures["faithful_pct"] >= 90.0
+    assert figures["iou"] > max(0.3, 5 * chance), figures
+    assert figures["area_fraction"] < 0.5
+
+
+def test_explanation_contract_and_verification_by_a_rerun(trained_on_blobs):
+    explainer, val, _ = trained_on_blobs
+    explanation = explainer.explain(val[0])
+    assert explanation.mask.dtype == torch.bool and explanation.mask.shape == (32, 32)
+    assert explanation.soft_mask.dtype == torch.float32 and explanation.soft_mask.shape == (32, 32)
+    assert explanation.method == "amortized" and explanation.steps == 0
+    assert explanation.target == 1
+    faithful, masked = verify_mask(explainer.classifier, val[0], explanation.mask, explanation.target,
+                                   explainer.medcam.baseline(val[0]))
+    assert explanation.faithful == faithful and explanation.masked_probability == pytest.approx(masked)
+    assert explanation.area_fraction == pytest.approx(float(explanation.mask.float().mean()))
+
+
+def test_unfaithful_masks_are_refined_from_the_warm_start(trained_on_blobs, tmp_path):
+    explainer, val, disks = trained_on_blobs
+    explainer.save(tmp_path / "explainer.pt")
+    # a threshold no soft mask reaches: every amortised mask is empty, the blob is gone, the decision lost
+    strict = MedCAMConfig(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,), threshold=0.999)
+    broken = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier, config=strict)
+    plain = broken.explain(val[0])
+    assert not plain.faithful and plain.area_fraction == 0.0 and plain.steps == 0
+    level = broken.explain(val[0], refine_steps=1)  # the level search over the decoder's ranking only
+    assert level.method == "amortized+refine" and level.faithful and level.steps == 1
+    assert level.area_fraction <= 0.1 and (level.mask & disks[0]).any()
+    polished = broken.explain(val[0], refine_steps="auto")
+    assert polished.faithful and 1 <= polished.steps <= 1 + strict.min_steps
+    assert polished.area_fraction <= level.area_fraction
+    # the warm start is copied: refinement leaves the amortised network as it was
+    assert torch.equal(broken.explain(val[0]).soft_mask, plain.soft_mask)
+
+
+def test_save_and_load_give_identical_masks(trained_on_blobs, tmp_path):
+    explainer, val, _ = trained_on_blobs
+    path = tmp_path / "explainer.pt"
+    explainer.save(path)
+    loaded = AmortizedMedCAM.load(path, explainer.classifier)
+    for image in val[:4]:
+        assert torch.equal(loaded.explain(image).mask, explainer.explain(image).mask)
+    assert loaded.history == explainer.history
+    assert loaded.coarseness == 2 and loaded.width == 16
+
+
+def test_fit_accepts_a_dataloader_of_dicts():
+    classifier = BlobDetector()
+    images, _ = blob_dataset(8, seed=2)
+    loader = DataLoader([{"image": image, "label": 1} for image in images], batch_size=4)
+    explainer = AmortizedMedCAM(classifier, config=MedCAMConfig(unet_channels=(8, 16), unet_strides=(2,)),
+                                width=8)
+    history = explainer.fit(loader, epochs=1, progress=False)
+    assert len(history) == 1 and history[0]["loss"] > 0
+    assert explainer.explain(images[0]).mask.shape == (32, 32)
+
+
+def test_bad_input_is_a_clear_error(trained_on_blobs, tmp_path):
+    explainer, val, _ = trained_on_blobs
+    with pytest.raises(ValueError, match="not trained"):
+        AmortizedMedCAM(BlobDetector()).explain(val[0])
+    with pytest.raises(ValueError, match="channel"):
+        explainer.explain(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match="refine_steps"):
+        explainer.explain(val[0], refine_steps=-1)
+    with pytest.raises(ValueError, match="target"):
+        explainer.explain(val[0], target=5)
+    not_ours = tmp_path / "other.pt"
+    torch.save({"weights": 1}, not_ours)
+    with pytest.raises(ValueError, match="not a medcam-dicom amortised explainer"):
+        AmortizedMedCAM.load(not_ours, BlobDetector())
+    with pytest.raises(ValueError, match="does not exist"):
+        AmortizedMedCAM.load(tmp_path / "missing.pt", BlobDetector())
+
+
+def test_shipped_ct_explainer_keeps_decisions_and_localises_lesions():
+    classifier = load_demo_classifier("ct")
+    explainer = AmortizedMedCAM.load(demo_explainer_path("ct"), classifier.network)
+    test = generate("ct", 12, seed=TEST_SEED)
+    images = classifier.preprocess(test.images)
+    figures = explainer.evaluate(images, test.lesions)
+    assert figures["faithful_pct"] >= 75.0  # one forward pass; the ambiguous images are refined below
+    assert figures["iou"] > 0.3, figures  # a random mask of the same area reaches ~0.03
+    refined = explainer.explain_batch(images, refine_steps="auto")
+    assert all(explanation.faithful for explanation in refined)
+    assert sum(explanation.steps > 0 for explanation in refined) <= 4
+
+
+def test_dicom_path_uses_the_amortised_explainer_of_a_description(tmp_path):
+    from medcam_dicom.dicom.examples import write_lesion_examples
+    from medcam_dicom.dicom.pipeline import explain_paths
+    from medcam_dicom.models.description import load_description
+    from medcam_dicom.models.loading import RefiningExplainer, load_model
+
+    description = load_description("demo-ct")
+    assert description.explainer.kind == "amortized" and description.explainer.refine == "auto"
+    model = load_model(description, "cpu")
+    assert isinstance(model.explainer(), RefiningExplainer)
+    inputs = [p for p in write_lesion_examples(tmp_path / "in") if "ct" in p.name]
+    results, _, failed = explain_paths(inputs, tmp_path / "out", [model])
+    assert not failed and results[0].status == "explained"
+    evidence = results[0].evidence[0]
+    assert evidence.class_name == "lesion" and evidence.explanation.faithful
+    assert evidence.explanation.method in ("amortized", "amortized+refine")
+    assert evidence.summary()["method"] == evidence.explanation.method
+    assert 0.0 < evidence.area_fraction < 0.2
+
+
+def test_description_explainer_errors_name_the_problem(tmp_path):
+    from medcam_dicom.models.description import ModelDescriptionError, parse_description
+    from medcam_dicom.models.loading import load_model
+
+    base = {"name": "m", "classifier": {"demo": "ct"}, "input": {"size": [128, 128]}}
+    with pytest.raises(ModelDescriptionError, match="refine"):
+        parse_description({**base, "explainer": {"amortized": "demo", "refine": -3}})
+    with pytest.raises(ModelDescriptionError, match="exactly one"):
+        parse_description({**base, "explainer": {"refine": 5}})
+    with pytest.raises(ModelDescriptionError, match="needs a demo classifier"):
+        parse_description({**base, "classifier": {"torchscript": "x.ts"}, "explainer": {"amortized": "demo"}})
+    missing = parse_description({**base, "explainer": {"amortized": str(tmp_path / "nope.pt")}})
+    with pytest.raises(ModelDescriptionError, match="nope.pt does not exist"):
+        load_model(missing, "cpu")
+    per_image = parse_description({**base, "explainer": {"per_image": True}})
+    assert per_image.explainer.kind == "per_image" and per_image.fingerprint() != parse_description(
+        {**base, "explainer": {"amortized": "demo"}}).fingerprint()
+
+
+def test_three_dimensional_volumes_use_the_same_path():
+    classifier = BlobDetector(spatial_dims=3)
+    volumes = torch.stack([blob_image(16, (c, 8, 8), 3.0)[0] for c in (5, 8, 11, 6)])
+    explainer = AmortizedMedCAM(classifier, config=MedCAMConfig(max_steps=5, min_steps=1, unet_channels=(4, 8),
+                                                                unet_strides=(2,)), width=8, coarseness=2)
+    explainer.fit(volumes, epochs=1, batch_size=2, progress=False)
+    explanation = explainer.explain(volumes[0], refine_steps=3)
+    assert explanation.mask.shape == (16, 16, 16) and explanation.soft_mask.shape == (16, 16, 16)
+    assert explainer.spatial_dims == 3 and explanation.steps <= 3
