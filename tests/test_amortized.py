@@ -186,3 +186,18 @@ def test_three_dimensional_volumes_use_the_same_path():
     explanation = explainer.explain(volumes[0], refine_steps=3)
     assert explanation.mask.shape == (16, 16, 16) and explanation.soft_mask.shape == (16, 16, 16)
     assert explainer.spatial_dims == 3 and explanation.steps <= 3
+
+
+def test_blur_baseline_of_volumes_approximates_the_exact_gaussian():
+    from monai.transforms import GaussianSmooth
+
+    from medcam_dicom.explain.baselines import strong_blur
+
+    volume = torch.rand(1, 48, 48, 48, generator=torch.Generator().manual_seed(0))
+    volume[:, 10:20, 10:30, 5:40] += 2.0
+    exact = torch.as_tensor(GaussianSmooth(sigma=12.0)(volume))
+    fast = strong_blur(volume, 12.0)
+    assert fast.shape == volume.shape
+    assert float((fast - exact).abs().max()) < 0.05 * float(volume.max() - volume.min())
+    image = torch.rand(3, 64, 64)
+    assert torch.equal(strong_blur(image, 8.0), torch.as_tensor(GaussianSmooth(sigma=8.0)(image)))

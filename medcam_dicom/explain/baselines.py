@@ -3,7 +3,23 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from monai.transforms import GaussianSmooth
+
+
+def strong_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of ``image`` ``(C, *spatial)`` with ``sigma`` voxels. For volumes, wide kernels are
+    applied on a grid ``sigma // 4`` times coarser and interpolated back (the downsampling box adds a
+    variance of ``f**2 / 12``, under 1 % of ``sigma**2``; values differ by < 0.02 of the image range): a
+    96^3 volume's baseline then costs 0.01 s instead of 0.6 s, which was half of an amortised explanation.
+    2D images are blurred exactly (it costs milliseconds)."""
+    factor = int(sigma // 4)
+    if image.ndim != 4 or factor < 2:
+        return torch.as_tensor(GaussianSmooth(sigma=sigma)(image), dtype=image.dtype)
+    spatial = tuple(image.shape[1:])
+    coarse = F.avg_pool3d(image.unsqueeze(0), factor, ceil_mode=True, count_include_pad=False)[0]
+    blurred = torch.as_tensor(GaussianSmooth(sigma=sigma / factor)(coarse), dtype=image.dtype)
+    return F.interpolate(blurred.unsqueeze(0), size=spatial, mode="trilinear", align_corners=False)[0]
 
 
 def make_baseline(image: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
@@ -15,8 +31,7 @@ def make_baseline(image: torch.Tensor, kind: str, generator: torch.Generator) ->
     if kind == "mean":
         return image.mean(dim=spatial_axes, keepdim=True).expand_as(image).clone()
     if kind == "blur":
-        sigma = max(min(image.shape[1:]) / 8.0, 1.0)
-        return torch.as_tensor(GaussianSmooth(sigma=sigma)(image), dtype=image.dtype)
+        return strong_blur(image, max(min(image.shape[1:]) / 8.0, 1.0))
     if kind == "noise":
         mean = image.mean(dim=spatial_axes, keepdim=True)
         std = image.std(dim=spatial_axes, keepdim=True)
