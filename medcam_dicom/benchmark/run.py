@@ -4,7 +4,8 @@ For each test image the classifier's top-1 class is explained by Med-CAM; Grad-C
 sensitivity are thresholded to Med-CAM's area on the same image, so all methods are compared at equal
 area and verified the same way (re-running the classifier on the hard-masked image). Localisation
 (IoU, pointing game) is measured on images whose explained decision is "lesion", where the lesion is the
-ground-truth evidence.
+ground-truth evidence. The amortised explainer (``amortized``, and ``amortized+refine`` with automatic
+refinement) is compared with its own masks, verified the same way.
 """
 
 from __future__ import annotations
