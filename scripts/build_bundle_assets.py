@@ -16,10 +16,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
 
 from medcam_dicom.benchmark.data import generate
 from medcam_dicom.benchmark.training import TEST_SEED
+from medcam_dicom.checkpoints import half_state, save_checkpoint
 from medcam_dicom.dicom.examples import write_lesion_examples
 from medcam_dicom.models.demo import demo_explainer_path, load_demo_classifier
 
@@ -30,8 +30,7 @@ def main() -> None:
     models = BUNDLE / "models"
     models.mkdir(parents=True, exist_ok=True)
     classifier = load_demo_classifier("ct")
-    state = {k: v.half() if v.is_floating_point() else v for k, v in classifier.network.state_dict().items()}
-    torch.save(state, models / "model.pt")
+    save_checkpoint(half_state(classifier.network), models / "model.pt")
     shutil.copyfile(demo_explainer_path("ct"), models / "explainer.pt")
     print(f"classifier normalisation (configs/inference.json): mean {classifier.mean}, std {classifier.std}")
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from medcam_dicom.checkpoints import half_state, load_state_file, save_checkpoint
 from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.config import MedCAMConfig
 
@@ -52,22 +53,18 @@ def load_weights(network: nn.Module, checkpoint: str | Path) -> nn.Module:
     path = Path(checkpoint)
     if not path.is_file():
         raise ValueError(f"classifier checkpoint {path} does not exist (run configs/train.json first)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"{path} does not fit network_def: {error}") from error
-    return network.eval()
+    return load_state_file(network, path).eval()
 
 
-def _save_state(network: nn.Module, path: Path) -> None:
-    """The classifier's state dict in float16 (a small file; loading converts back to float32)."""
-    state = {k: v.half() if v.is_floating_point() else v for k, v in network.state_dict().items()}
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, temporary)
-    temporary.replace(path)
+def benchmark_classifier(network: nn.Module, dataset: str, mean: Sequence[float], std: Sequence[float]) -> Any:
+    """The bundle's ``network_def`` as a :class:`~medcam_dicom.models.demo.TrainedClassifier` of a
+    benchmark dataset (its shape and class names), with the bundle's normalisation."""
+    from medcam_dicom.benchmark.data import CLASS_NAMES, SPECS
+    from medcam_dicom.models.demo import TrainedClassifier
+
+    spec = SPECS[dataset]
+    return TrainedClassifier(network, "network_def", dataset, len(spec.spatial_shape), spec.channels,
+                             tuple(mean), tuple(std), CLASS_NAMES, {})
 
 
 class BundleTraining:
@@ -104,24 +101,20 @@ class BundleTraining:
 
     def run(self) -> dict[str, Any]:
         """Train, write ``model.pt``, ``explainer.pt`` and ``training.json`` into ``models_dir``."""
-        from medcam_dicom.benchmark.data import CLASS_NAMES, SPECS
         from medcam_dicom.benchmark.training import train_classifier, train_explainer
-        from medcam_dicom.models.demo import TrainedClassifier
 
         self.models_dir.mkdir(parents=True, exist_ok=True)
         model_path = self.models_dir / "model.pt"
-        spec = SPECS[self.dataset]
         if self.classifier_epochs > 0:
             classifier = train_classifier(
                 self.dataset, arch="network_def", epochs=self.classifier_epochs,
                 train_images=self.classifier_images, validation_images=64 if self.classifier_images < 500 else 200,
                 progress=self.progress, network=self.network, normalisation=(self.mean, self.std),
             )
-            _save_state(classifier.network, model_path)
+            save_checkpoint(half_state(classifier.network), model_path)
         else:
             load_weights(self.network, model_path)
-            classifier = TrainedClassifier(self.network, "network_def", self.dataset, len(spec.spatial_shape),
-                                           spec.channels, self.mean, self.std, CLASS_NAMES, {})
+            classifier = benchmark_classifier(self.network, self.dataset, self.mean, self.std)
         explainer = train_explainer(
             classifier, train_images=self.explainer_images, epochs=self.explainer_epochs, config=self.config,
             validation_images=16 if self.explainer_images < 500 else 64, progress=self.progress,
@@ -301,13 +294,9 @@ class BundleEvaluation:
 
     def run(self) -> dict[str, Any]:
         """Run the benchmark, print its table and write ``benchmark.json`` into ``output_dir``."""
-        from medcam_dicom.benchmark.data import CLASS_NAMES, SPECS
         from medcam_dicom.benchmark.run import print_report, run_benchmark
-        from medcam_dicom.models.demo import TrainedClassifier
 
-        spec = SPECS[self.dataset]
-        classifier = TrainedClassifier(self.network, "network_def", self.dataset, len(spec.spatial_shape),
-                                       spec.channels, self.mean, self.std, CLASS_NAMES, {})
+        classifier = benchmark_classifier(self.network, self.dataset, self.mean, self.std)
         config = MedCAMConfig() if self.max_steps is None else MedCAMConfig(max_steps=self.max_steps,
                                                                             min_steps=min(30, self.max_steps))
         explainer = AmortizedMedCAM.load(self.explainer_checkpoint, self.network, config=config)

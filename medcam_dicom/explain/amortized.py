@@ -23,6 +23,7 @@ from monai.networks.blocks import Convolution
 from torch import nn
 from tqdm.auto import tqdm
 
+from medcam_dicom.checkpoints import load_checkpoint, save_checkpoint
 from medcam_dicom.explain import losses
 from medcam_dicom.explain.baselines import robustness_backgrounds
 from medcam_dicom.explain.config import MedCAMConfig
@@ -34,7 +35,7 @@ from medcam_dicom.explain.mask_network import (
 )
 from medcam_dicom.explain.medcam import MedCAM, default_layer_weights
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
-from medcam_dicom.explain.verification import evaluation_mode, forward_logits
+from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
 
 CHECKPOINT_FORMAT = "medcam-dicom-amortized/1"
 AUTO = "auto"
@@ -492,9 +493,10 @@ class AmortizedMedCAM:
         predicted = self.predict(image.unsqueeze(0), [target])
         target_index = int(predicted["target"][0])
         mask, soft = predicted["mask"][0], predicted["soft_mask"][0]
-        faithful, masked_probability = self.medcam.verify(image, mask, target_index)
+        baseline = self.medcam.baseline(image)  # computed once: the check and the refinement share it
+        faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
         if not faithful and budget > 0:
-            return self._refine(image, predicted, target_index, budget, started)
+            return self._refine(image, baseline, predicted, target_index, budget, started)
         return Explanation(
             mask=mask.cpu(),
             soft_mask=soft.float().cpu(),
@@ -509,7 +511,8 @@ class AmortizedMedCAM:
         )
 
     def _refine(
-        self, image: torch.Tensor, predicted: dict[str, Any], target: int, budget: int, started: float
+        self, image: torch.Tensor, baseline: torch.Tensor, predicted: dict[str, Any], target: int, budget: int,
+        started: float,
     ) -> Explanation:
         """Level search over the decoder's logits, then per-image Med-CAM from the shifted decoder."""
         logits = predicted["logits"][0]
@@ -517,7 +520,6 @@ class AmortizedMedCAM:
         thresholds = [torch.topk(flat, max(1, round(area * flat.numel()))).values[-1] for area in REFINE_AREAS]
         masks = torch.stack([logits >= threshold for threshold in thresholds])
         keep = masks.unsqueeze(1).to(image.dtype)
-        baseline = self.medcam.baseline(image)
         with evaluation_mode(self.classifier), torch.no_grad():
             level_logits = forward_logits(self.classifier, keep * image + (1.0 - keep) * baseline)
         probabilities = torch.softmax(level_logits.float(), dim=1)[:, target]
@@ -590,11 +592,7 @@ class AmortizedMedCAM:
             "metadata": self.metadata,
             "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, temporary)
-        temporary.replace(path)
+        save_checkpoint(payload, path)
 
     @classmethod
     def load(
@@ -607,15 +605,7 @@ class AmortizedMedCAM:
         """Load a file written by :meth:`save` for ``classifier``; ``config`` overrides the saved one (the
         network's shape always comes from the file). Raises ``ValueError`` naming the file when it is not an
         amortised explainer or does not fit the classifier."""
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"amortised explainer checkpoint {path} does not exist")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unpickling failure means "not our file"
-            raise ValueError(f"{path} is not a readable amortised explainer checkpoint: {error}") from error
-        if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a medcam-dicom amortised explainer (missing format {CHECKPOINT_FORMAT!r})")
+        payload = load_checkpoint(path, CHECKPOINT_FORMAT, "amortised explainer")
         explainer = cls(
             classifier,
             layers=payload["layers"],

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medcam_dicom.checkpoints import half_state, load_checkpoint, save_checkpoint
 from medcam_dicom.models.architectures import build_classifier
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
@@ -41,7 +42,6 @@ class TrainedClassifier:
 
     def save(self, path: str | Path) -> None:
         """Save weights (float16, to keep the file small) and metadata to one ``.pt`` file."""
-        state = {k: v.half() if v.is_floating_point() else v for k, v in self.network.state_dict().items()}
         payload = {
             "format": "medcam-dicom-classifier/1",
             "arch": self.arch,
@@ -52,26 +52,14 @@ class TrainedClassifier:
             "std": list(self.std),
             "class_names": list(self.class_names),
             "metrics": self.metrics,
-            "state_dict": state,
+            "state_dict": half_state(self.network),
         }
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, temporary)
-        temporary.replace(path)
+        save_checkpoint(payload, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TrainedClassifier:
         """Load a file written by :meth:`save`; raises ``ValueError`` naming the file when it is not one."""
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"classifier checkpoint {path} does not exist")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001 - any unpickling failure means "not our file"
-            raise ValueError(f"{path} is not a readable classifier checkpoint: {error}") from error
-        if not isinstance(payload, dict) or payload.get("format") != "medcam-dicom-classifier/1":
-            raise ValueError(f"{path} is not a medcam-dicom classifier checkpoint (missing 'format')")
+        payload = load_checkpoint(path, "medcam-dicom-classifier/1", "classifier")
         network = build_classifier(
             payload["arch"], payload["spatial_dims"], payload["in_channels"], len(payload["class_names"])
         )

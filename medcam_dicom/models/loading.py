@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from medcam_dicom.checkpoints import load_state_file
 from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.medcam import MedCAM
@@ -92,16 +93,10 @@ def _load_bundle(description: ModelDescription) -> nn.Module:
     weights = [root / "models" / name for name in BUNDLE_WEIGHT_NAMES if (root / "models" / name).is_file()]
     if not weights:
         raise ModelDescriptionError(description.source, f"bundle {root} has no models/model.pt")
-    state = torch.load(weights[0], map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
     try:
-        network.load_state_dict(state)
-    except RuntimeError as error:
-        raise ModelDescriptionError(
-            description.source, f"weights {weights[0]} do not fit network_def: {error}"
-        ) from error
-    return network
+        return load_state_file(network, weights[0])
+    except ValueError as error:
+        raise ModelDescriptionError(description.source, str(error)) from error
 
 
 def load_model(description: ModelDescription, device: str | torch.device | None = None) -> LoadedModel:
