@@ -120,6 +120,13 @@ def test_not_a_module_is_rejected():
         ({"threshold": 1.0}, "threshold"),
         ({"unet_channels": (8, 16), "unet_strides": (2, 2)}, "unet_strides"),
         ({"area_gate": 2.0}, "area_gate"),
+        ({"warm_start": "lime"}, "warm_start"),
+        ({"warm_start_levels": (0.5, 0.1)}, "warm_start_levels"),
+        ({"warm_start_levels": (0.1, 1.5)}, "warm_start_levels"),
+        ({"warm_start_logits": (-1.0, 1.0)}, "warm_start_logits"),
+        ({"area_relative_tolerance": -0.1}, "area_relative_tolerance"),
+        ({"max_converged_area": 0.0}, "max_converged_area"),
+        ({"decided_tolerance": 0.0}, "decided_tolerance"),
     ],
 )
 def test_invalid_configuration_names_the_setting(settings, message):

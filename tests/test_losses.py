@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from medcam_dicom.explain import losses
@@ -45,6 +46,28 @@ def test_ce_is_negative_log_probability_of_target():
     logits = torch.tensor([[1.0, 3.0]])
     expected = -torch.log_softmax(logits, 1)[0, 1].item()
     assert math.isclose(losses.ce_loss(logits, torch.tensor([1])).item(), expected, rel_tol=1e-6)
+
+
+def test_target_log_odds_is_log_of_p_over_one_minus_p_without_saturating():
+    logits = torch.tensor([[0.0, 12.0, 1.0], [2.0, 0.0, 0.0]])
+    target = torch.tensor([1, 0])
+    p = torch.softmax(logits.double(), 1)[torch.arange(2), target]
+    expected = torch.log(p / (1 - p))
+    assert torch.allclose(losses.target_log_odds(logits, target).double(), expected, atol=1e-5)
+    # probabilities 0.99998 and 0.99997 differ by 1e-5, their log-odds by 0.4
+    near = losses.target_log_odds(torch.tensor([[0.0, 10.8], [0.0, 10.4]]), torch.tensor([1, 1]))
+    assert float(near[0] - near[1]) == pytest.approx(0.4, abs=1e-4)
+
+
+def test_margin_loss_is_zero_once_the_evidence_beats_the_full_image_by_the_margin():
+    full = torch.tensor([[0.0, 5.0]])
+    target = torch.tensor([1])
+    assert losses.margin_loss(full, torch.tensor([[0.0, 5.2]]), target, margin=0.1).item() == 0.0
+    short = torch.tensor([[0.0, 4.0]], requires_grad=True)
+    value = losses.margin_loss(full, short, target, margin=0.1)
+    assert value.item() == pytest.approx(1.1)
+    value.backward()
+    assert short.grad[0, 1] < 0 < short.grad[0, 0], "the gradient raises the target's logit"
 
 
 def test_robustness_loss_averages_cross_entropy_over_backgrounds():

@@ -129,7 +129,7 @@ def test_loss_history_records_every_term_when_asked(fast_config):
     image, _ = blob_image()
     explanation = MedCAM(BlobDetector(), config=fast_config).explain(image, record_history=True)
     assert explanation.history
-    assert {"act", "ce", "kl", "area", "bin", "tv", "rob", "loss", "hard_area", "faithful"} <= set(
+    assert {"act", "ce", "kl", "margin", "area", "bin", "tv", "rob", "loss", "hard_area", "faithful"} <= set(
         explanation.history[0]
     )
 

@@ -297,8 +297,9 @@ class BundleEvaluation:
         from medcam_dicom.benchmark.run import print_report, run_benchmark
 
         classifier = benchmark_classifier(self.network, self.dataset, self.mean, self.std)
-        config = MedCAMConfig() if self.max_steps is None else MedCAMConfig(max_steps=self.max_steps,
-                                                                            min_steps=min(30, self.max_steps))
+        config = MedCAMConfig()
+        if self.max_steps is not None:
+            config = MedCAMConfig(max_steps=self.max_steps, min_steps=min(config.min_steps, self.max_steps))
         explainer = AmortizedMedCAM.load(self.explainer_checkpoint, self.network, config=config)
         report = run_benchmark(
             (self.dataset,), self.images, self.methods, config, "network_def", self.output_dir,

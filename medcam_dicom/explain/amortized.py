@@ -36,6 +36,7 @@ from medcam_dicom.explain.mask_network import (
 from medcam_dicom.explain.medcam import MedCAM, default_layer_weights
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
+from medcam_dicom.explain.warm_start import smallest_faithful_level, top_fraction_masks
 
 CHECKPOINT_FORMAT = "medcam-dicom-amortized/1"
 AUTO = "auto"
@@ -515,19 +516,12 @@ class AmortizedMedCAM:
         started: float,
     ) -> Explanation:
         """Level search over the decoder's logits, then per-image Med-CAM from the shifted decoder."""
-        logits = predicted["logits"][0]
-        flat = logits.flatten()
-        thresholds = [torch.topk(flat, max(1, round(area * flat.numel()))).values[-1] for area in REFINE_AREAS]
-        masks = torch.stack([logits >= threshold for threshold in thresholds])
-        keep = masks.unsqueeze(1).to(image.dtype)
-        with evaluation_mode(self.classifier), torch.no_grad():
-            level_logits = forward_logits(self.classifier, keep * image + (1.0 - keep) * baseline)
-        probabilities = torch.softmax(level_logits.float(), dim=1)[:, target]
-        kept = (level_logits.argmax(dim=1) == target).nonzero()
-        if len(kept) == 0:  # only when target is not the top-1 class: nothing keeps it
+        masks, thresholds = top_fraction_masks(predicted["logits"][0], REFINE_AREAS)
+        found, probabilities = smallest_faithful_level(self.classifier, image, baseline, masks, target)
+        if found is None:  # only when target is not the top-1 class: nothing keeps it
             level, faithful = len(REFINE_AREAS) - 1, False
         else:
-            level, faithful = int(kept[0]), True
+            level, faithful = found, True
         result = Explanation(
             mask=masks[level].cpu(),
             soft_mask=predicted["soft_mask"][0].float().cpu(),

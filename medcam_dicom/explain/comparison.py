@@ -10,6 +10,7 @@ Med-CAM's own soft mask (``Explanation.soft_mask``) plays the saliency role for 
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Protocol
 
 import numpy as np
@@ -19,9 +20,8 @@ from torch import nn
 
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import default_layers
-from medcam_dicom.explain.medcam import resolve_device
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
-from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
+from medcam_dicom.explain.verification import evaluation_mode, forward_logits, resolve_device, verify_mask
 
 
 class SaliencyMethod(Protocol):
@@ -87,6 +87,18 @@ class GradCAMSaliency:
         return result[0, 0].detach()
 
 
+class _LogitsOnly(nn.Module):
+    """The classifier seen through :func:`forward_logits`: MONAI's occlusion expects a tensor output, while
+    e.g. MONAI's ViT returns ``(logits, hidden_states)``."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return forward_logits(self.classifier, batch)
+
+
 class OcclusionSaliency:
     """Occlusion sensitivity: the drop of the target probability when a patch is occluded."""
 
@@ -103,9 +115,10 @@ class OcclusionSaliency:
         batch = image.unsqueeze(0).to(device)
         size = [min(self.mask_size, s) for s in image.shape[1:]]
         occlusion = OcclusionSensitivity(
-            self.classifier, mask_size=size, n_batch=self.n_batch, overlap=self.overlap, verbose=False
+            _LogitsOnly(self.classifier), mask_size=size, n_batch=self.n_batch, overlap=self.overlap, verbose=False
         )
-        with evaluation_mode(self.classifier), torch.no_grad():
+        with evaluation_mode(self.classifier), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # MONAI's indexing deprecation notices, per call
             probability = torch.softmax(forward_logits(self.classifier, batch), dim=1)[0, target]
             occluded, _ = occlusion(batch)
         # occluded: (1, K, *spatial) probabilities with the patch around each voxel occluded

@@ -1,4 +1,5 @@
-"""The seven Med-CAM loss terms, one small function each (all differentiable, all on torch tensors).
+"""The Med-CAM loss terms (the paper's seven plus a log-odds hinge), one small function each (all
+differentiable, all on torch tensors).
 
 Shapes: ``logits`` ``(B, K)``; soft masks ``p`` ``(B, 1, *spatial)``; features ``(B, C, *spatial)`` for
 spatial layers or ``(B, N, D)`` for token layers.
@@ -80,3 +81,21 @@ def total_variation_loss(soft_mask: torch.Tensor) -> torch.Tensor:
 def robustness_loss(background_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean ``-log softmax(f(m x + (1 - m) r))[y]`` over the random backgrounds ``r`` (one row each)."""
     return F.cross_entropy(background_logits, target.expand(background_logits.shape[0]))
+
+
+def target_log_odds(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``logit_y - logsumexp_{k != y} logit_k`` per row: ``log(p_y / (1 - p_y))``, which does not saturate
+    where the softmax probability does (0.99998 and 0.99997 are 10.8 and 10.4)."""
+    target_logit = logits.gather(1, target.view(-1, 1)).squeeze(1)
+    others = logits.scatter(1, target.view(-1, 1), float("-inf"))
+    return target_logit - torch.logsumexp(others, dim=1)
+
+
+def margin_loss(
+    full_logits: torch.Tensor, masked_logits: torch.Tensor, target: torch.Tensor, margin: float
+) -> torch.Tensor:
+    """``relu(odds(x) + margin - odds(e))`` with ``odds`` = :func:`target_log_odds`: zero once the evidence
+    alone is at least as convincing as the full image (by ``margin`` in log-odds). The cross-entropy
+    term cannot ask for this on a saturated classifier, where its gradient vanishes."""
+    wanted = target_log_odds(full_logits, target).detach() + margin
+    return F.relu(wanted - target_log_odds(masked_logits, target)).mean()

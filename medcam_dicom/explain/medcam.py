@@ -25,16 +25,8 @@ from medcam_dicom.explain.mask_network import (
     straight_through_mask,
 )
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
-from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
-
-
-def resolve_device(classifier: nn.Module, device: str | torch.device | None) -> torch.device:
-    """``device`` if given, else the device of the classifier's parameters (CPU when it has none)."""
-    if device is not None:
-        return torch.device(device)
-    for parameter in classifier.parameters():
-        return parameter.device
-    return torch.device("cpu")
+from medcam_dicom.explain.verification import evaluation_mode, forward_logits, resolve_device, verify_mask
+from medcam_dicom.explain.warm_start import PriorOffsetNetwork, prior_logits, start_mask
 
 
 def default_layer_weights(count: int) -> list[float]:
@@ -223,6 +215,40 @@ class MedCAM:
                 config.initial_keep_probability,
             ).to(self.device)
 
+    def _start_network(self, image: torch.Tensor, target_index: int, baseline: torch.Tensor) -> nn.Module:
+        """The network a fresh explanation starts from: a U-Net whose logits are offset so that its hard
+        mask starts exactly as the warm-start mask (``config.warm_start``), or the plain "keep all"
+        U-Net when there is no warm start."""
+        config = self.config
+        spatial_dims, in_channels = image.ndim - 1, image.shape[0]
+        if config.warm_start != "none":
+            start = start_mask(
+                self.classifier, image, baseline, target_index, config.warm_start, config.warm_start_levels
+            )
+            if start is not None:
+                network = self._fresh_network(spatial_dims, in_channels)
+                multiple = int(np.prod(config.unet_strides))
+                padded, _ = pad_to_multiple(image.unsqueeze(0), multiple)
+                prior, _ = pad_to_multiple(prior_logits(start, *config.warm_start_logits), multiple)
+                with torch.no_grad():
+                    initial = network(padded)
+                return PriorOffsetNetwork(network, prior - initial)
+        return self._fresh_network(spatial_dims, in_channels)
+
+    def _converged(self, areas: deque[float], soft: torch.Tensor) -> bool:
+        """The stopping rule (applied to a faithful mask after ``min_steps``): the hard-mask area was
+        stable over the last ``convergence_window`` steps, is below ``max_converged_area``, and (when
+        ``decided_tolerance`` is set) the soft mask is decided."""
+        config = self.config
+        if len(areas) < config.convergence_window or areas[-1] > config.max_converged_area:
+            return False
+        mean_area = sum(areas) / len(areas)
+        if max(areas) - min(areas) > max(config.area_tolerance, config.area_relative_tolerance * mean_area):
+            return False
+        if config.decided_tolerance is not None:
+            return (soft * (1.0 - soft)).mean().item() < config.decided_tolerance
+        return True
+
     def _optimise(
         self,
         image: torch.Tensor,
@@ -240,11 +266,10 @@ class MedCAM:
         max_steps = config.max_steps if max_steps is None else max_steps
         min_steps = config.min_steps if min_steps is None else min(min_steps, max_steps)
         weights = config.weights
-        spatial_dims = image.ndim - 1
         generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         baseline = self.baseline(image).unsqueeze(0)
         if network is None:
-            network = self._fresh_network(spatial_dims, image.shape[0])
+            network = self._start_network(image, target_index, baseline[0])
         parameters = list(network.parameters())
         learning_rate = config.learning_rate
         optimiser = torch.optim.Adam(parameters, lr=learning_rate)
@@ -255,6 +280,7 @@ class MedCAM:
         network_input, spatial = pad_to_multiple(image.unsqueeze(0), multiple)
         x = image.unsqueeze(0)
         target = torch.tensor([target_index], device=self.device)
+        full_odds = losses.target_log_odds(full_logits, target)
         layer_weights = list(config.layer_weights or default_layer_weights(len(layers)))
         if len(layer_weights) != len(layers):
             raise ValueError(
@@ -285,11 +311,11 @@ class MedCAM:
             areas.append(area_now)
             if faithful_now and (best is None or area_now < best[0]) and step >= min_steps:
                 best = (area_now, hard[0, 0].clone(), soft.detach()[0, 0].clone())
-            stable = len(areas) == areas.maxlen and max(areas) - min(areas) < config.area_tolerance
-            decided = (soft * (1.0 - soft)).mean().item() < config.decided_tolerance
-            if faithful_now and step >= min_steps and stable and decided:
-                converged = True
-                break
+            if faithful_now and step >= min_steps and self._converged(areas, soft):
+                preserved = bool(losses.target_log_odds(masked_logits, target) >= full_odds)
+                if preserved or not config.require_preserved:
+                    converged = True
+                    break
             if step == max_steps:
                 break
             if faithful_now:
@@ -321,6 +347,8 @@ class MedCAM:
                 terms["ce"] = losses.ce_loss(masked_logits, target)
             if weights.kl > 0:
                 terms["kl"] = losses.kl_loss(full_logits, masked_logits, config.temperature)
+            if weights.margin > 0:
+                terms["margin"] = losses.margin_loss(full_logits, masked_logits, target, config.margin_log_odds)
             if weights.area > 0:
                 terms["area"] = losses.area_loss(soft)
             if weights.bin > 0:

@@ -11,6 +11,15 @@ from torch import nn
 from medcam_dicom.explain.validation import logits_of
 
 
+def resolve_device(classifier: nn.Module, device: str | torch.device | None) -> torch.device:
+    """``device`` if given, else the device of the classifier's parameters (CPU when it has none)."""
+    if device is not None:
+        return torch.device(device)
+    for parameter in classifier.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
 @contextlib.contextmanager
 def evaluation_mode(model: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode for the duration, then restore each one's own flag."""

@@ -1,0 +1,124 @@
+"""The warm start of per-image Med-CAM (level search over a saliency map, prior logits under the U-Net)
+and the stopping rule."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+import torch
+from conftest import BlobDetector, LooksAtCorner, blob_image
+from monai.networks.nets import ViT
+
+from medcam_dicom import MedCAM, MedCAMConfig
+from medcam_dicom.benchmark.metrics import iou
+from medcam_dicom.explain.warm_start import (
+    PriorOffsetNetwork,
+    prior_logits,
+    smallest_faithful_level,
+    start_mask,
+    top_fraction_masks,
+)
+
+
+def test_top_fraction_masks_keep_the_highest_scores():
+    scores = torch.arange(16, dtype=torch.float32).view(4, 4)
+    masks, thresholds = top_fraction_masks(scores, (0.0, 0.25, 1.0))
+    assert masks.shape == (3, 4, 4) and masks.dtype == torch.bool
+    assert [int(m.sum()) for m in masks] == [0, 4, 16]
+    assert bool(masks[1].view(-1)[12:].all()) and thresholds[1] == 12.0
+
+
+def test_level_search_returns_the_smallest_mask_that_keeps_the_decision():
+    image = torch.zeros(1, 32, 32)
+    image[:, :16, :16] = 1.0  # LooksAtCorner says class 1 because of the top-left quarter
+    quarter = torch.zeros(32, 32, dtype=torch.bool)
+    wrong, right = quarter.clone(), quarter.clone()
+    wrong[16:, 16:] = True
+    right[:16, :16] = True
+    masks = torch.stack([quarter, wrong, right, ~quarter])
+    level, probabilities = smallest_faithful_level(LooksAtCorner(), image, torch.zeros_like(image), masks, 1)
+    assert level == 2
+    assert probabilities[0] < 0.5 < probabilities[2]
+    none, _ = smallest_faithful_level(LooksAtCorner(), image, torch.zeros_like(image), masks[:2], 1)
+    assert none is None
+
+
+def test_occlusion_start_mask_is_small_faithful_and_on_the_blob():
+    image, disk = blob_image()
+    classifier = BlobDetector()
+    explainer = MedCAM(classifier)
+    start = start_mask(classifier, image, explainer.baseline(image), 1, "occlusion", MedCAMConfig().warm_start_levels)
+    assert start is not None and start.shape == disk.shape
+    assert explainer.verify(image, start, 1)[0]
+    assert float(start.float().mean()) <= 0.1 and (start & disk).any()
+
+
+def test_gradcam_start_does_not_apply_to_a_vit_and_falls_back():
+    vit = ViT(in_channels=1, img_size=(32, 32), patch_size=(8, 8), hidden_size=32, mlp_dim=64, num_layers=2,
+              num_heads=4, classification=True, num_classes=2, spatial_dims=2)
+    image, _ = blob_image()
+    assert start_mask(vit, image, torch.zeros_like(image), 0, "gradcam", (0.1, 1.0)) is None
+    config = MedCAMConfig(warm_start="gradcam", max_steps=1, min_steps=1, learning_rate=1e-6,
+                           unet_channels=(8, 16), unet_strides=(2,))
+    explanation = MedCAM(vit, config=config).explain(image)
+    assert explanation.area_fraction > 0.9, "without a start mask the U-Net starts as 'keep all'"
+
+
+def test_prior_offset_network_adds_its_offset_and_trains_only_the_network():
+    network = torch.nn.Conv2d(1, 1, 1)
+    prior = prior_logits(torch.ones(32, 32, dtype=torch.bool), 0.5, -2.0)
+    assert prior.shape == (1, 1, 32, 32) and float(prior.max()) == 0.5
+    wrapped = PriorOffsetNetwork(network, prior)
+    x = torch.randn(1, 1, 32, 32)
+    assert torch.allclose(wrapped(x), network(x) + 0.5)
+    assert [name for name, _ in wrapped.named_parameters()] == ["network.weight", "network.bias"]
+    with pytest.raises(ValueError, match="offset"):
+        wrapped(torch.randn(1, 1, 16, 16))
+
+
+def test_a_fresh_explanation_starts_at_the_warm_start_mask():
+    image, disk = blob_image()
+    classifier = BlobDetector()
+    base = dict(max_steps=1, min_steps=1, learning_rate=1e-6,
+                           unet_channels=(8, 16), unet_strides=(2,))
+    warm = MedCAM(classifier, config=MedCAMConfig(**base)).explain(image)
+    start = start_mask(classifier, image, MedCAM(classifier).baseline(image), 1, "occlusion",
+                       MedCAMConfig().warm_start_levels)
+    assert warm.steps == 1 and torch.equal(warm.mask, start)
+    cold = MedCAM(classifier, config=MedCAMConfig(**base, warm_start="none")).explain(image)
+    assert cold.area_fraction > 0.9
+
+
+def test_warm_started_explanation_converges_early_on_the_blob():
+    image, disk = blob_image()
+    config = MedCAMConfig(max_steps=120, unet_channels=(8, 16), unet_strides=(2,))
+    explanation = MedCAM(BlobDetector(), config=config).explain(image)
+    assert explanation.faithful
+    assert explanation.steps < config.max_steps, "a stable faithful mask stops the run"
+    assert explanation.masked_probability >= explanation.probability - 1e-6, "stops only once preserved"
+    assert iou(explanation.mask, disk) > 0.3
+
+
+@pytest.mark.parametrize(
+    ("areas", "expected"),
+    [
+        ([0.030] * 20, True),
+        ([0.030, 0.0305] * 10, True),  # 1.7 % of its own size: still
+        ([0.030, 0.032] * 10, False),  # 6.7 % of its own size: moving
+        ([0.0] * 20, True),  # nothing needed: an empty mask is stable
+        ([1.0] * 20, False),  # the "keep all" start is stable but has not begun
+        ([0.030] * 19, False),  # shorter than the window
+    ],
+)
+def test_stopping_rule_needs_a_still_mask_smaller_than_the_start(areas, expected):
+    explainer = MedCAM(BlobDetector(), config=MedCAMConfig(convergence_window=20))
+    window = deque(areas, maxlen=20)
+    assert explainer._converged(window, torch.full((1, 1, 4, 4), 0.3)) is expected
+
+
+def test_optional_decided_tolerance_also_needs_a_decided_soft_mask():
+    explainer = MedCAM(BlobDetector(), config=MedCAMConfig(convergence_window=2, decided_tolerance=0.05))
+    still = deque([0.1, 0.1], maxlen=2)
+    assert not explainer._converged(still, torch.full((1, 1, 4, 4), 0.4))
+    assert explainer._converged(still, torch.full((1, 1, 4, 4), 0.01))
