@@ -7,9 +7,10 @@
 The networks are randomly initialised: the figures are costs, not quality (quality is in
 ``medcam-dicom benchmark --methods medcam amortized amortized+refine``). Per-image Med-CAM runs a fixed
 ``--steps`` (no early stop, no warm start: the cost of steps alone) and is also reported extrapolated to
-``--typical-steps``, about the median the benchmark measured with the warm start (65-98). Amortised = classifier forward + decoder forward + the verification re-run (bf16
-autocast for the decoder on CUDA). Every figure is the median of ``--repeats`` timed runs after one warm-up;
-ratios are computed within this run. Progress goes to stderr, figures to stdout.
+``--typical-steps``, about the median the benchmark measured with the warm start (60-98). Amortised =
+classifier forward + decoder forward + the verification re-run (bf16 autocast for the decoder on CUDA).
+Every figure is the median of ``--repeats`` timed runs after one warm-up; ratios are computed within this
+run. Progress goes to stderr, figures to stdout.
 """
 
 from __future__ import annotations
