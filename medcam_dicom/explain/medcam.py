@@ -126,8 +126,8 @@ class MedCAM:
         """Continue the optimisation from a trained mask ``network`` (a warm start) instead of a fresh U-Net.
 
         ``network`` maps the padded image ``(1, C, *spatial)`` to mask logits ``(1, 1, *spatial)``; it is
-        trained in place (pass a copy to keep the original). The usual stopping rule applies (faithful,
-        area stable, mask decided) after ``min_steps`` (default: one convergence window), at most
+        trained in place (pass a copy to keep the original). The usual stopping rule applies (see
+        :meth:`_converged`) after ``min_steps`` (default: one convergence window), at most
         ``max_steps`` (default: ``config.max_steps``); the smallest faithful mask seen is kept when the
         last one is not faithful.
         """
@@ -215,10 +215,12 @@ class MedCAM:
                 config.initial_keep_probability,
             ).to(self.device)
 
-    def _start_network(self, image: torch.Tensor, target_index: int, baseline: torch.Tensor) -> nn.Module:
-        """The network a fresh explanation starts from: a U-Net whose logits are offset so that its hard
-        mask starts exactly as the warm-start mask (``config.warm_start``), or the plain "keep all"
-        U-Net when there is no warm start."""
+    def _start_network(
+        self, image: torch.Tensor, network_input: torch.Tensor, target_index: int, baseline: torch.Tensor
+    ) -> nn.Module:
+        """The network a fresh explanation starts from: a U-Net whose logits on ``network_input`` (the
+        padded image) are offset so that its hard mask starts exactly as the warm-start mask
+        (``config.warm_start``), or the plain "keep all" U-Net when there is no warm start."""
         config = self.config
         spatial_dims, in_channels = image.ndim - 1, image.shape[0]
         if config.warm_start != "none":
@@ -227,11 +229,10 @@ class MedCAM:
             )
             if start is not None:
                 network = self._fresh_network(spatial_dims, in_channels)
-                multiple = int(np.prod(config.unet_strides))
-                padded, _ = pad_to_multiple(image.unsqueeze(0), multiple)
-                prior, _ = pad_to_multiple(prior_logits(start, *config.warm_start_logits), multiple)
+                prior = prior_logits(start, *config.warm_start_logits)
+                prior, _ = pad_to_multiple(prior, int(np.prod(config.unet_strides)))
                 with torch.no_grad():
-                    initial = network(padded)
+                    initial = network(network_input)
                 return PriorOffsetNetwork(network, prior - initial)
         return self._fresh_network(spatial_dims, in_channels)
 
@@ -268,16 +269,16 @@ class MedCAM:
         weights = config.weights
         generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         baseline = self.baseline(image).unsqueeze(0)
+        multiple = int(np.prod(config.unet_strides))
+        network_input, spatial = pad_to_multiple(image.unsqueeze(0), multiple)
         if network is None:
-            network = self._start_network(image, target_index, baseline[0])
+            network = self._start_network(image, network_input, target_index, baseline[0])
         parameters = list(network.parameters())
         learning_rate = config.learning_rate
         optimiser = torch.optim.Adam(parameters, lr=learning_rate)
         last_faithful_state = [p.detach().clone() for p in parameters]
         unfaithful_run = 0
         seen_faithful = False  # a warm start may begin unfaithful: nothing to return to until it is not
-        multiple = int(np.prod(config.unet_strides))
-        network_input, spatial = pad_to_multiple(image.unsqueeze(0), multiple)
         x = image.unsqueeze(0)
         target = torch.tensor([target_index], device=self.device)
         full_odds = losses.target_log_odds(full_logits, target)
