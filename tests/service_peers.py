@@ -100,9 +100,54 @@ class Pacs:
             time.sleep(0.1)
         raise AssertionError(f"PACS received {len(self.received)} of {count} instances in {timeout} s")
 
+    def wait_for_study(self, study_uid: str, count: int, timeout: float = 120.0) -> list[pydicom.Dataset]:
+        """The first ``count`` instances of one study (results of other tests' studies are ignored)."""
+
+        def of_study() -> list[pydicom.Dataset]:
+            with self._lock:
+                return [d for d in self.received if str(d.StudyInstanceUID) == study_uid]
+
+        found = wait_until(lambda: len(of_study()) >= count, timeout, what=f"{count} instances of study {study_uid}")
+        assert found
+        return of_study()
+
     @property
     def address(self) -> str:
         return f"{self.ae_title}@127.0.0.1:{self.port}"
+
+
+class RedisServer:
+    """``redis-server`` on a free loopback port, ready once it answers PING; no persistence."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 30.0) -> RedisServer:
+        self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save",
+                                         "", "--appendonly", "no"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        wait_until(lambda: self.process.poll() is not None or self.ping(), timeout, what="redis-server")
+        if self.process.poll() is not None:
+            raise AssertionError(f"redis-server exited with {self.process.returncode}")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(30)
 
 
 class ServiceProcess:

@@ -21,7 +21,17 @@ from pydicom.uid import generate_uid
 
 from medcam_dicom.cli import main
 from tests.dicom_inputs import bundled, copy_with_new_uids, ct_series
-from tests.service_peers import Pacs, ServiceProcess, echo, free_port, store, storescu, wait_until, write_fast_models
+from tests.service_peers import (
+    Pacs,
+    RedisServer,
+    ServiceProcess,
+    echo,
+    free_port,
+    store,
+    storescu,
+    wait_until,
+    write_fast_models,
+)
 
 
 def model_args(folder: Path) -> list[str]:
@@ -75,9 +85,12 @@ def test_echo_from_dcmtk_and_unknown_ae_titles_are_rejected(node):
     assert not echo(service.port, called="NOT-MEDCAM", calling="ECHOSCU")
 
 
+def study_of(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+
+
 def test_ct_series_cr_jpeg2000_and_rle_come_back_as_seg_sc_and_sr(node, tmp_path):
     service, pacs, _, _ = node
-    before = len(pacs.received)
     series = ct_series(tmp_path / "ct", slices=3)
     assert storescu(service.port, series).returncode == 0
     cr, j2k, rle = (new_study(n, tmp_path / "single") for n in ("6154", "MR_small_jp2klossless.dcm",
@@ -85,20 +98,21 @@ def test_ct_series_cr_jpeg2000_and_rle_come_back_as_seg_sc_and_sr(node, tmp_path
     for path in (cr, j2k, rle):
         assert store(service.port, [pydicom.dcmread(path)]) == [0]
     # CT series: SEG + 3 SC + SR; each single image: SEG + SC + SR
-    received = pacs.wait_for(before + 5 + 3 * 3)[before:]
-    per_study = results_per_study(received)
-    ct_study = str(pydicom.dcmread(series[0]).StudyInstanceUID)
-    assert per_study[ct_study] == Counter({"OT": 3, "SEG": 1, "SR": 1})
+    ct_study = study_of(series[0])
+    received = pacs.wait_for_study(ct_study, 5)
+    assert results_per_study(received)[ct_study] == Counter({"OT": 3, "SEG": 1, "SR": 1})
     for path in (cr, j2k, rle):
-        assert per_study[str(pydicom.dcmread(path).StudyInstanceUID)] == Counter({"SEG": 1, "OT": 1, "SR": 1})
-    seg = next(d for d in received if d.Modality == "SEG" and str(d.StudyInstanceUID) == ct_study)
+        study = study_of(path)
+        assert results_per_study(pacs.wait_for_study(study, 3))[study] == Counter({"SEG": 1, "OT": 1, "SR": 1})
+    time.sleep(1)
+    assert len(pacs.wait_for_study(ct_study, 5)) == 5  # nothing more came for the study
+    seg = next(d for d in received if d.Modality == "SEG")
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == pydicom.dcmread(series[0]).SeriesInstanceUID
     assert seg.NumberOfFrames == 3
 
 
 def test_concurrent_associations_all_arrive(node, tmp_path):
     service, pacs, _, _ = node
-    before = len(pacs.received)
     paths = [new_study("CT_small.dcm", tmp_path / f"c{i}") for i in range(4)]
     statuses = [None] * 4
 
@@ -111,8 +125,9 @@ def test_concurrent_associations_all_arrive(node, tmp_path):
     for thread in threads:
         thread.join()
     assert statuses == [[0]] * 4
-    received = pacs.wait_for(before + 12)[before:]
-    assert {str(pydicom.dcmread(p).StudyInstanceUID) for p in paths} <= set(results_per_study(received))
+    for path in paths:
+        study = study_of(path)
+        assert results_per_study(pacs.wait_for_study(study, 3))[study] == Counter({"SEG": 1, "OT": 1, "SR": 1})
 
 
 def test_garbage_bad_datasets_and_oversized_instances_are_refused_and_service_keeps_serving(node, tmp_path):
@@ -142,11 +157,16 @@ def test_a_non_image_object_is_stored_and_skipped(node, tmp_path):
     assert record["results"] == [] and not record["errors"]
 
 
-def test_status_command_and_metrics_endpoint(node, capsys):
-    service, _, root, http_port = node
+def test_status_command_and_metrics_endpoint(node, tmp_path, capsys):
+    service, pacs, root, http_port = node
+    path = new_study("CT_small.dcm", tmp_path)
+    assert store(service.port, [pydicom.dcmread(path)]) == [0]
+    pacs.wait_for_study(study_of(path), 3)
+    wait_until(lambda: any(j["study_uid"] == study_of(path) and j["state"] == "delivered"
+                           for j in jobs(root / "spool")), what="the study's job delivered")
     code = main(["status", "--spool", str(root / "spool"), "--json"])
     status = json.loads(capsys.readouterr().out)
-    assert code == 0 and status["jobs"]["delivered"] >= 1
+    assert code == 0 and status["jobs"]["delivered"] >= 1 and status["unreadable_jobs"] == []
     health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=10).read())
     assert health["status"] == "ok"
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10).read().decode()
@@ -343,12 +363,9 @@ def test_unknown_host_is_refused_and_sigterm_stops_gracefully(tmp_path):
 def test_redis_queue_lets_separate_worker_processes_do_the_explaining(tmp_path):
     """`serve --workers 0` only receives; `medcam-dicom worker` (another process, as on a GPU machine)
     takes the jobs from Redis and delivers, with the same code and spool."""
-    redis_port = free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis = RedisServer().start()
     pacs = Pacs().start()
-    queue = f"redis://127.0.0.1:{redis_port}/0"
-    common = ["--destination", pacs.address, "--queue-url", queue, *model_args(tmp_path / "models")]
+    common = ["--destination", pacs.address, "--queue-url", redis.url, *model_args(tmp_path / "models")]
     service = ServiceProcess(tmp_path / "spool", ["--workers", "0", "--stable-seconds", "0.5", *common])
     worker_log = open(tmp_path / "worker.log", "wb")
     worker = subprocess.Popen([sys.executable, "-m", "medcam_dicom.cli", "worker", "--spool", str(tmp_path / "spool"),
@@ -366,5 +383,5 @@ def test_redis_queue_lets_separate_worker_processes_do_the_explaining(tmp_path):
         worker.wait(30)
         worker_log.close()
         pacs.stop()
-        redis.terminate()
-        redis.wait(30)
+        redis.stop()
+
