@@ -199,14 +199,16 @@ def _status(args: argparse.Namespace) -> int:
     status = service_status(_service_config(args))
     if args.json:
         print(json.dumps(status, indent=2))
-        return 0
+        return 1 if status["unreadable_jobs"] else 0
     print(f"spool {status['spool']}")
     print("jobs   " + "  ".join(f"{state} {count}" for state, count in status["jobs"].items()))
     print(f"queue  {status['queue_length'] if status['queue_length'] is not None else 'n/a (remote queue)'}")
     print(f"studies still arriving: {status['studies_arriving']}")
     for error in status["last_errors"]:
         print(f"error  {error['job']} ({error['state']}): {error['error']}")
-    return 0
+    for job in status["unreadable_jobs"]:
+        print(f"UNREADABLE job {job['job']}, study kept in {job['folder']}: {job['reason']}")
+    return 1 if status["unreadable_jobs"] else 0
 
 
 def _resend(args: argparse.Namespace) -> int:
@@ -306,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     service_parser("serve", "run the DICOM node: receive, explain, send back").set_defaults(handler=_serve)
     service_parser("worker", "run explainer workers only (remote queue)").set_defaults(handler=_worker)
-    status = service_parser("status", "jobs by state, queue length, last errors")
+    status = service_parser("status", "jobs by state, queue length, last errors; exits 1 while a job record "
+                            "is unreadable or quarantined")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
     resend = service_parser("resend", "send a job's results to the destination again")

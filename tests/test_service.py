@@ -385,3 +385,48 @@ def test_redis_queue_lets_separate_worker_processes_do_the_explaining(tmp_path):
         pacs.stop()
         redis.stop()
 
+
+def test_an_unreadable_job_record_is_reported_then_quarantined_with_its_study_kept(tmp_path, capsys):
+    """A truncated job.json: /metrics, the log and `status` report it while the service runs; the next start
+    moves the job folder, study included, to spool/quarantine/ and keeps reporting it. Nothing is dropped."""
+    pacs = Pacs().start()
+    http_port = free_port()
+    args = ["--destination", pacs.address, "--stable-seconds", "0.5", "--http-port", str(http_port),
+            *model_args(tmp_path / "models")]
+    spool = tmp_path / "spool"
+    service = ServiceProcess(spool, args).start()
+    try:
+        path = new_study("CT_small.dcm", tmp_path / "in")
+        assert store(service.port, [pydicom.dcmread(path)]) == [0]
+        pacs.wait_for_study(study_of(path), 3)
+        (record,) = wait_until(lambda: [j for j in jobs(spool) if j["state"] == "delivered"], what="delivery")
+        job_json = spool / "jobs" / record["job_id"] / "job.json"
+        job_json.write_bytes(job_json.read_bytes()[:40])  # truncated, as after a disk fault
+
+        def metric(name: str) -> str:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10).read().decode()
+            return next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " "))
+
+        assert metric("medcam_jobs_unreadable") == "1"
+        assert '"event": "job record unreadable"' in service.log()
+        assert main(["status", "--spool", str(spool)]) == 1
+        out = capsys.readouterr().out
+        assert f"UNREADABLE job {record['job_id']}" in out and "job.json: not a readable job record" in out
+    finally:
+        service.stop()
+    service = ServiceProcess(spool, args, port=service.port).start()
+    try:
+        quarantined = spool / "quarantine" / record["job_id"]
+        assert not (spool / "jobs" / record["job_id"]).exists()
+        assert [p.name for p in (quarantined / "input").rglob("*.dcm")] == [
+            f"{pydicom.dcmread(path).SOPInstanceUID}.dcm"]
+        assert "not a readable job record" in (quarantined / "reason.txt").read_text()
+        assert '"event": "job quarantined"' in service.log()
+        assert metric("medcam_jobs_quarantined") == "1" and metric("medcam_jobs_unreadable") == "0"
+        assert main(["status", "--spool", str(spool), "--json"]) == 1
+        status = json.loads(capsys.readouterr().out)
+        listed = [(j["job"], j["folder"]) for j in status["unreadable_jobs"]]
+        assert listed == [(record["job_id"], str(quarantined.resolve()))]
+    finally:
+        service.stop()
+        pacs.stop()

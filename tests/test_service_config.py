@@ -67,3 +67,41 @@ def test_job_records_and_sent_lists_survive_a_reload(tmp_path):
     with again.exclusive(job_id) as first:
         with store.exclusive(job_id) as second:
             assert first and not second
+
+
+def test_unreadable_job_records_are_listed_with_the_file_never_skipped(tmp_path):
+    spool = Spool(tmp_path)
+    store = JobStore(spool)
+    good, truncated, no_record, wrong_fields, being_created = (f"20261128T0000{i:02d}-0000000{i}" for i in range(5))
+    store.create("1.2.3", good, instances=1)
+    store.create("1.2.4", truncated, instances=1)
+    store.path(truncated).write_text('{"job_id": "20261128T')
+    (spool.job_dir(no_record) / "input" / "1.2.5").mkdir(parents=True)
+    store.create("1.2.6", wrong_fields, instances=1)
+    store.path(wrong_fields).write_text('{"job_id": "x", "colour": "blue"}')
+    spool.job_dir(being_created).mkdir()
+    records, unreadable = store.scan()
+    assert [r.job_id for r in records] == [good]
+    reasons = {job.job_id: job.reason for job in unreadable}
+    assert set(reasons) == {truncated, no_record, wrong_fields}
+    assert reasons[truncated].startswith(f"{store.path(truncated)}: not a readable job record")
+    assert reasons[no_record] == f"{store.path(no_record)} is missing"
+    assert "unexpected keyword argument 'colour'" in reasons[wrong_fields]
+
+
+def test_quarantine_moves_the_whole_job_with_its_reason_and_deletes_nothing(tmp_path):
+    spool = Spool(tmp_path)
+    store = JobStore(spool)
+    job_id = "20261128T000000-0000000a"
+    store.create("1.2.3", job_id, instances=1)
+    instance = spool.job_dir(job_id) / "input" / "1.2.3.4" / "1.2.3.4.5.dcm"
+    instance.parent.mkdir(parents=True)
+    instance.write_bytes(b"DICM")
+    store.path(job_id).write_bytes(b"\x00\x00")
+    (job,) = store.scan()[1]
+    folder = store.quarantine(job)
+    assert folder == spool.quarantine / job_id and not spool.job_dir(job_id).exists()
+    assert (folder / "input" / "1.2.3.4" / "1.2.3.4.5.dcm").read_bytes() == b"DICM"
+    assert (folder / "job.json").read_bytes() == b"\x00\x00"
+    assert store.quarantined() == [job] and store.scan() == ([], [])
+

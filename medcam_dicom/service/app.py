@@ -38,6 +38,7 @@ class Service:
         self.consumer = None
         self.http = None
         self._stopping = threading.Event()
+        self._reported_unreadable: set[str] = set()
         self._scheduler = threading.Thread(target=self._schedule, name="medcam-scheduler", daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
@@ -80,9 +81,18 @@ class Service:
 
     # ------------------------------------------------------------------ jobs
     def recover(self) -> None:
-        """Hand every unfinished job to the queue again (its task skips work already done), and drop job
-        folders that never received their study (a crash between creating the record and moving the study)."""
-        for record in self.store.all():
+        """Hand every unfinished job to the queue again (its task skips work already done), move jobs whose
+        record cannot be read to the quarantine (study kept, reported), and drop job folders that never
+        received their study (a crash between creating the record and moving the study)."""
+        records, unreadable = self.store.scan()
+        for job in unreadable:
+            try:
+                folder = self.store.quarantine(job)
+            except OSError as error:  # still reported by status and /metrics; try again at the next start
+                log_event("job quarantine failed", job=job.job_id, reason=job.reason, error=str(error))
+                continue
+            log_event("job quarantined", job=job.job_id, reason=job.reason, folder=str(folder))
+        for record in records:
             folder = self.spool.job_dir(record.job_id)
             if not (folder / "input").exists():
                 shutil.rmtree(folder, ignore_errors=True)
@@ -118,10 +128,18 @@ class Service:
 
     # ------------------------------------------------------------------ reporting
     def health(self) -> dict[str, Any]:
+        """Jobs by state, unreadable and quarantined jobs (each logged once), queue, studies arriving."""
+        records, unreadable = self.store.scan()
         states = {state: 0 for state in STATES}
-        for record in self.store.all():
+        for record in records:
             states[record.state] = states.get(record.state, 0) + 1
+        for job in unreadable:
+            if job.job_id not in self._reported_unreadable:
+                self._reported_unreadable.add(job.job_id)
+                log_event("job record unreadable", job=job.job_id, reason=job.reason,
+                          action="quarantined at the next start; its study is kept")
         return {"status": "stopping" if self._stopping.is_set() else "ok", "jobs": states,
+                "unreadable_jobs": len(unreadable), "quarantined_jobs": len(self.store.quarantined()),
                 "studies_arriving": self.tracker.receiving(), "queue_length": self.queue.pending_count(),
                 "time": time.time()}
 
@@ -129,6 +147,10 @@ class Service:
         health = self.health()
         for state, count in health["jobs"].items():
             self.metrics.set("medcam_jobs", count, labels={"state": state}, help="jobs in the spool by state")
+        self.metrics.set("medcam_jobs_unreadable", health["unreadable_jobs"],
+                         help="jobs whose record cannot be read (moved to the quarantine at the next start)")
+        self.metrics.set("medcam_jobs_quarantined", health["quarantined_jobs"],
+                         help="jobs in the spool's quarantine folder, waiting for an operator")
         self.metrics.set("medcam_queue_length", health["queue_length"], help="tasks waiting in the queue")
         self.metrics.set("medcam_studies_arriving", health["studies_arriving"], help="studies not yet stable")
         return self.metrics.render()

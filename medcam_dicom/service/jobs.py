@@ -2,6 +2,11 @@
 
 States: ``queued`` -> ``running`` -> ``sending`` -> ``delivered``; ``failed`` after the last retry (results
 kept; ``medcam-dicom resend JOB`` sends them again). ``delivered`` also covers "nothing to send".
+
+A record that cannot be read (corrupted on disk, edited by hand) is never skipped in silence:
+:meth:`JobStore.scan` returns it as an :class:`UnreadableJob`, the service reports it (log, ``status``,
+``/metrics``) and :meth:`JobStore.quarantine` moves the whole job folder, study included, to
+``spool/quarantine/`` at start, where it stays until an operator deals with it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,19 @@ from medcam_dicom.service.spool import Spool
 
 STATES = ("queued", "running", "sending", "delivered", "failed")
 TERMINAL = ("delivered", "failed")
+QUARANTINE_REASON = "reason.txt"
+
+
+class JobRecordError(ValueError):
+    """A job record that exists but cannot be read; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class UnreadableJob:
+    """A job folder whose record cannot be read, and why."""
+
+    job_id: str
+    reason: str
 
 
 @dataclass
@@ -58,21 +76,53 @@ class JobStore:
         write_durably(self.path(record.job_id), json.dumps(record.summary(), indent=1).encode())
 
     def load(self, job_id: str) -> JobRecord:
+        """The job's record; ``KeyError`` when there is none, :class:`JobRecordError` when it is unreadable."""
         path = self.path(job_id)
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(path.read_bytes())
         except FileNotFoundError:
             raise KeyError(f"no job {job_id}") from None
-        return JobRecord(**raw)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise JobRecordError(f"{path}: not a readable job record ({error})") from error
+        try:
+            return JobRecord(**raw)
+        except TypeError as error:
+            raise JobRecordError(f"{path}: not a job record ({error})") from error
 
-    def all(self) -> list[JobRecord]:
-        records = []
+    def scan(self) -> tuple[list[JobRecord], list[UnreadableJob]]:
+        """Every job folder in the spool: the records, and the folders whose record cannot be read.
+
+        A folder with neither a record nor an input is a job being created (or one whose creation a crash
+        cut short, which :meth:`Service.recover` removes) and is in neither list."""
+        records, unreadable = [], []
         for job_id in self.spool.job_ids():
             try:
                 records.append(self.load(job_id))
-            except (KeyError, json.JSONDecodeError, TypeError):
-                continue
-        return records
+            except KeyError:
+                if (self.spool.job_dir(job_id) / "input").exists():
+                    unreadable.append(UnreadableJob(job_id, f"{self.path(job_id)} is missing"))
+            except JobRecordError as error:
+                unreadable.append(UnreadableJob(job_id, str(error)))
+        return records, unreadable
+
+    def quarantine(self, job: UnreadableJob) -> Path:
+        """Move the job's folder (its study, results and what is left of its record) out of the way of the
+        workers, into ``spool/quarantine/<job id>/``, with the reason beside it. Nothing is deleted."""
+        folder = self.spool.job_dir(job.job_id)
+        write_durably(folder / QUARANTINE_REASON, (job.reason + "\n").encode())
+        target = self.spool.quarantine / job.job_id
+        os.replace(folder, target)
+        fsync_directory(self.spool.jobs)
+        fsync_directory(self.spool.quarantine)
+        return target
+
+    def quarantined(self) -> list[UnreadableJob]:
+        """Jobs moved to the quarantine folder, with the reason recorded when they were moved."""
+        found = []
+        for folder in sorted(p for p in self.spool.quarantine.iterdir() if p.is_dir()):
+            reason = folder / QUARANTINE_REASON
+            found.append(UnreadableJob(folder.name, reason.read_text().strip() if reason.exists() else "unknown"))
+        return found
 
     def create(self, study_uid: str, job_id: str, instances: int) -> JobRecord:
         record = JobRecord(job_id=job_id, study_uid=study_uid, instances=instances)

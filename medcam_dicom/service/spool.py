@@ -7,6 +7,8 @@ Layout (every path component is a validated UID or a job id, never raw tag text)
     jobs/<job id>/input/<SeriesUID>/<SOPInstanceUID>.dcm    the study's instances, moved from incoming/
     jobs/<job id>/results/<StudyUID>/<SeriesUID>/*.dcm      SEG / SC / SR to send
     jobs/<job id>/sent.txt                                  SOP Instance UIDs the destination accepted
+    quarantine/<job id>/                                    a job whose record was unreadable, moved whole
+    quarantine/<job id>/reason.txt                          why
     queue.db                                                the embedded task queue (SQLite)
 """
 
@@ -43,7 +45,8 @@ class Spool:
         self.root = Path(root).resolve()
         self.incoming = self.root / "incoming"
         self.jobs = self.root / "jobs"
-        for folder in (self.incoming, self.jobs):
+        self.quarantine = self.root / "quarantine"
+        for folder in (self.incoming, self.jobs, self.quarantine):
             folder.mkdir(parents=True, exist_ok=True)
         self.remove_temporary_files()
 

@@ -1,4 +1,5 @@
-"""What ``medcam-dicom status`` reports: jobs by state, queue length, studies still arriving, last errors."""
+"""What ``medcam-dicom status`` reports: jobs by state, queue length, studies still arriving, last errors, and
+jobs whose record cannot be read (still in ``jobs/`` or already moved to ``quarantine/``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ def service_status(config: ServiceConfig, last_errors: int = 5) -> dict[str, Any
     if not (config.spool / "jobs").is_dir():
         raise ValueError(f"{config.spool} is not a medcam-dicom spool (no jobs/ folder)")
     spool = Spool(config.spool)
-    records = JobStore(spool).all()
+    store = JobStore(spool)
+    records, unreadable = store.scan()
     states = Counter(record.state for record in records)
     failed = sorted((r for r in records if r.errors), key=lambda r: r.updated, reverse=True)[:last_errors]
     queue_length = None
@@ -30,4 +32,8 @@ def service_status(config: ServiceConfig, last_errors: int = 5) -> dict[str, Any
         "studies_arriving": len(spool.incoming_studies()),
         "last_errors": [{"job": r.job_id, "state": r.state, "study": r.study_uid, "error": r.errors[-1]}
                         for r in failed],
+        "unreadable_jobs": [{"job": j.job_id, "folder": str(spool.job_dir(j.job_id)), "reason": j.reason}
+                            for j in unreadable]
+        + [{"job": j.job_id, "folder": str(spool.quarantine / j.job_id), "reason": j.reason}
+           for j in store.quarantined()],
     }

@@ -20,7 +20,7 @@ from medcam_dicom.dicom.settings import OutputSettings
 from medcam_dicom.models.description import DEFAULT_MODELS, load_description
 from medcam_dicom.models.loading import LoadedModel, load_model
 from medcam_dicom.service.config import ServiceConfig
-from medcam_dicom.service.jobs import TERMINAL, JobRecord, JobStore
+from medcam_dicom.service.jobs import TERMINAL, JobRecord, JobRecordError, JobStore
 from medcam_dicom.service.logs import log_event
 from medcam_dicom.service.metrics import Metrics
 from medcam_dicom.service.sender import SendError, send_files
@@ -82,10 +82,19 @@ class JobRunner:
 
     def run(self, job_id: str) -> float | None:
         """Advance a job as far as possible. Returns a delay in seconds when sending should be retried."""
+        if not self.spool.job_dir(job_id).is_dir():  # quarantined (or removed by hand) since it was queued
+            log_event("job not in the spool", job=job_id, action="task dropped")
+            return None
         with self.store.exclusive(job_id) as mine:
             if not mine:
                 return None
-            record = self.store.load(job_id)
+            try:
+                record = self.store.load(job_id)
+            except JobRecordError as error:
+                log_event("job record unreadable", job=job_id, reason=str(error),
+                          action="left for the service to quarantine at its next start; its study is kept")
+                self.metrics.inc("medcam_jobs_unreadable_total", help="tasks whose job record could not be read")
+                return None
             if record.state in TERMINAL:
                 return None
             if record.state in ("queued", "running"):
