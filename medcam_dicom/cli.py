@@ -248,8 +248,7 @@ def _resend(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    from medcam_dicom.benchmark.data import DATASETS, VARIANTS
-    from medcam_dicom.benchmark.run import DEFAULT_METHODS, METHODS
+    from medcam_dicom.benchmark.names import DATASETS, DEFAULT_METHODS, METHODS, VARIANTS
 
     parser = argparse.ArgumentParser(prog="medcam-dicom", description="Minimal, verified evidence masks "
                                      "(Med-CAM) for medical image classifiers.")

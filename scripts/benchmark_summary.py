@@ -12,7 +12,8 @@ import argparse
 import json
 import statistics
 
-from medcam_dicom.benchmark.run import METHODS, TABLE_COLUMNS, ImageResult, print_report, summarise
+from medcam_dicom.benchmark.names import METHODS
+from medcam_dicom.benchmark.run import TABLE_COLUMNS, ImageResult, print_report, summarise
 
 
 def print_markdown(report: dict) -> None:

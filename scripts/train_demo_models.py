@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from medcam_dicom.benchmark.data import DATASETS
+from medcam_dicom.benchmark.names import DATASETS
 from medcam_dicom.benchmark.training import train_classifier, train_explainer
 from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path, demo_explainer_path
 

@@ -19,10 +19,9 @@ import torch
 from pydicom.data import get_testdata_file
 from scipy import ndimage
 
+from medcam_dicom.benchmark.names import DATASETS, VARIANTS
+
 CLASS_NAMES = ("normal", "lesion")
-DATASETS_2D = ("ct", "mr", "fundus", "histology")
-DATASETS_3D = ("ct3d",)
-DATASETS = DATASETS_2D + DATASETS_3D
 
 
 @dataclass
@@ -194,9 +193,6 @@ def _background(spec: DatasetSpec, rng: np.random.Generator) -> np.ndarray:
         left = (zoomed.shape[1] - width) // 2
         slices.append(zoomed[top : top + height, left : left + width])
     return np.stack(slices)[None].astype(np.float32)
-
-
-VARIANTS = ("standard", "heldout")
 
 
 def variant_spec(name: str, variant: str = "standard") -> DatasetSpec:

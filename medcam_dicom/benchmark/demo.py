@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medcam_dicom.benchmark.data import DATASETS, generate
+from medcam_dicom.benchmark.data import generate
 from medcam_dicom.benchmark.metrics import iou
+from medcam_dicom.benchmark.names import DATASETS
 from medcam_dicom.benchmark.run import _display
 from medcam_dicom.benchmark.training import TEST_SEED
 from medcam_dicom.explain.config import MedCAMConfig

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medcam_dicom.benchmark.data import DATASETS, GroundTruthSet, generate
+from medcam_dicom.benchmark.data import GroundTruthSet, generate
 from medcam_dicom.benchmark.metrics import deletion_insertion_auc, iou, necessity, pointing_game
+from medcam_dicom.benchmark.names import DATASETS, DEFAULT_METHODS, METHODS
 from medcam_dicom.benchmark.training import TEST_SEED, train_classifier
 from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, explain_at_area
@@ -30,8 +31,6 @@ from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path, demo_explainer_path
 
-METHODS = ("medcam", "gradcam", "occlusion", "amortized", "amortized+refine")
-DEFAULT_METHODS = ("medcam", "gradcam", "occlusion")
 AMORTIZED_METHODS = {"amortized": 0, "amortized+refine": "auto"}  # method -> refine_steps
 LESION = 1
 CACHE_DIR = Path.home() / ".cache" / "medcam-dicom"
@@ -143,8 +142,13 @@ def quantus_cross_check(
     """Independent figures from the ``quantus`` package on the lesion images of a 2D dataset:
     its pointing game (to compare with ours) and its region-perturbation MoRF curve (8x8 patches removed
     most relevant first; quantus records the drop of the target output, so a higher mean drop = more
-    faithful, the mirror image of our deletion AUC where lower is better)."""
-    import quantus
+    faithful, the mirror image of our deletion AUC where lower is better). Raises ``ImportError`` naming the
+    extra to install when quantus is missing (it is not a runtime dependency)."""
+    try:
+        import quantus
+    except ImportError as error:
+        raise ImportError("quantus is not installed: pip install 'medcam-dicom[benchmark]' for the cross-check, "
+                          "or pass --no-quantus") from error
 
     figures: dict[str, dict[str, float]] = {}
     for method, maps in saliencies.items():
@@ -296,8 +300,8 @@ def run_benchmark(
         if cross_check and len(test.images.shape) == 4:
             try:
                 entry["quantus"] = quantus_cross_check(classifier, test, saliencies)
-            except ImportError:
-                entry["quantus"] = "quantus is not installed (pip install medcam-dicom[test])"
+            except ImportError as error:
+                entry["quantus"] = str(error)
         report["datasets"][dataset] = entry
         all_results.extend(results)
     torch.set_num_threads(torch_threads)
@@ -346,6 +350,8 @@ def print_report(report: dict[str, Any]) -> None:
     console = Console(width=200)
     console.print(table)
     for dataset, entry in report["datasets"].items():
+        if isinstance(entry.get("quantus"), str):
+            console.print(f"quantus cross-check {dataset}: skipped, {entry['quantus']}")
         if isinstance(entry.get("quantus"), dict):
             for method, figures in entry["quantus"].items():
                 console.print(f"quantus cross-check {dataset}/{method}: pointing "
