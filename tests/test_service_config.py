@@ -105,3 +105,12 @@ def test_quarantine_moves_the_whole_job_with_its_reason_and_deletes_nothing(tmp_
     assert (folder / "job.json").read_bytes() == b"\x00\x00"
     assert store.quarantined() == [job] and store.scan() == ([], [])
 
+
+def test_the_site_configuration_in_the_deployment_docs_loads(tmp_path):
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "site.toml"
+    path.write_text(example)
+    config = load_config(path, environ={})
+    assert (config.ae_title, config.port, config.allow) == ("MEDCAM", 11112, ("ORTHANC", "CT1"))
+    assert config.destination == Destination("ORTHANC", "pacs.example.org", 4242)

@@ -1,7 +1,7 @@
 """Configuration of the Med-CAM explainer: loss weights, schedule, baselines, mask network.
 
 Defaults were chosen by measurement on the ground-truth benchmark (``medcam-dicom benchmark``);
-see README section "Choosing the defaults" for the figures behind them.
+see ``docs/design-notes.md`` for how they were chosen and ``docs/benchmark.md`` for the figures.
 """
 
 from __future__ import annotations
