@@ -214,7 +214,7 @@ def _status(args: argparse.Namespace) -> int:
 def _resend(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from medcam_dicom.service.jobs import JobStore
+    from medcam_dicom.service.jobs import JobRecordError, JobStore
     from medcam_dicom.service.spool import Spool
     from medcam_dicom.service.worker import JobRunner
 
@@ -225,6 +225,8 @@ def _resend(args: argparse.Namespace) -> int:
     store = JobStore(spool)
     try:
         record = store.load(args.job)
+    except JobRecordError as error:
+        raise ValueError(f"job {args.job} cannot be resent: {error}") from error
     except (KeyError, ValueError) as error:
         raise ValueError(f"no job {args.job} in {spool.root}") from error
     if not record.results:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from medcam_dicom.cli import main
 from medcam_dicom.service.config import ConfigError, Destination, load_config
 from medcam_dicom.service.jobs import JobStore
 from medcam_dicom.service.spool import Spool, SpoolError
@@ -105,6 +106,15 @@ def test_quarantine_moves_the_whole_job_with_its_reason_and_deletes_nothing(tmp_
     assert (folder / "job.json").read_bytes() == b"\x00\x00"
     assert store.quarantined() == [job] and store.scan() == ([], [])
 
+
+def test_resend_of_an_unreadable_job_names_the_record_and_the_problem(tmp_path, capsys):
+    store = JobStore(Spool(tmp_path))
+    job_id = "20261128T000000-0000000b"
+    store.create("1.2.3", job_id, instances=1)
+    store.path(job_id).write_text("{")
+    assert main(["resend", job_id, "--spool", str(tmp_path), "--destination", "PACS@127.0.0.1:104"]) == 2
+    error = capsys.readouterr().err
+    assert f"job {job_id} cannot be resent: {store.path(job_id)}: not a readable job record" in error
 
 def test_the_site_configuration_in_the_deployment_docs_loads(tmp_path):
     text = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()

@@ -93,7 +93,7 @@ class JobStore:
         """Every job folder in the spool: the records, and the folders whose record cannot be read.
 
         A folder with neither a record nor an input is a job being created (or one whose creation a crash
-        cut short, which :meth:`Service.recover` removes) and is in neither list."""
+        cut short before anything was written) and is in neither list."""
         records, unreadable = [], []
         for job_id in self.spool.job_ids():
             try:
