@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from monai.networks.nets import ResNet
+from monai.networks.nets import ResNet, ViT
 from pydicom.uid import generate_uid
 
 from medcam_dicom.cli import main
@@ -134,6 +134,59 @@ def test_monai_bundle_classifier_loads_network_def_and_weights(tmp_path):
     copy_file("MR_small.dcm", tmp_path / "in")
     (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", [model])
     assert result.status == "explained", result.reason
+
+
+def _bundle(folder, network_def: dict, network: torch.nn.Module):
+    """A MONAI bundle folder (configs/inference.json + models/model.pt) made outside our code."""
+    (folder / "configs").mkdir(parents=True, exist_ok=True)
+    (folder / "models").mkdir(exist_ok=True)
+    (folder / "configs" / "inference.json").write_text(json.dumps({"network_def": network_def}))
+    torch.save(network.state_dict(), folder / "models" / "model.pt")
+    return folder
+
+
+def test_a_classifier_returning_a_tuple_is_explained_on_the_dicom_path(tmp_path):
+    """MONAI's ViT returns (logits, hidden states): the DICOM path takes the logits as the Python API does."""
+    settings = {"in_channels": 1, "img_size": [32, 32], "patch_size": 8, "hidden_size": 32, "mlp_dim": 64,
+                "num_layers": 2, "num_heads": 4, "classification": True, "num_classes": 2, "spatial_dims": 2}
+    torch.manual_seed(0)
+    bundle = _bundle(tmp_path / "vit", {"_target_": "monai.networks.nets.ViT", **settings}, ViT(**settings))
+    description = parse_description({"classifier": {"bundle": str(bundle)}, "class_names": ["no", "yes"],
+                                     "input": {"size": [32, 32]}, "medcam": FAST})
+    model = load_model(description, "cpu")
+    copy_file("CT_small.dcm", tmp_path / "in")
+    (result,), _, failed = explain_paths([tmp_path / "in"], tmp_path / "out", [model])
+    assert not failed and result.status == "explained", result.reason
+    assert result.evidence[0].class_name in ("no", "yes")
+
+
+def test_result_uids_follow_the_weights_content_not_the_file_names(tmp_path):
+    """Retrained weights saved under the same name give new result UIDs (a PACS would drop the new results as
+    duplicates otherwise); the same weights, rewritten, give the same UIDs."""
+    network_def = {"_target_": "monai.networks.nets.ResNet", "block": "basic", "layers": [1, 1, 1, 1],
+                   "block_inplanes": [8, 16, 32, 64], "spatial_dims": 2, "n_input_channels": 1, "num_classes": 2}
+    networks = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        networks.append(ResNet("basic", [1, 1, 1, 1], [8, 16, 32, 64], spatial_dims=2, n_input_channels=1,
+                               num_classes=2))
+    description = parse_description({"classifier": {"bundle": str(tmp_path / "bundle")}, "class_names": ["no", "yes"],
+                                     "input": {"size": [64, 64]}, "medcam": FAST})
+    copy_file("CT_small.dcm", tmp_path / "in")
+
+    def seg_uid_with(network: torch.nn.Module, run: str) -> tuple[str, str]:
+        _bundle(tmp_path / "bundle", network_def, network)
+        model = load_model(description, "cpu")
+        (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / run, [model])
+        assert result.status == "explained", result.reason
+        seg = pydicom.dcmread(next(p for p in result.outputs if p.name.startswith("SEG")))
+        return model.fingerprint, str(seg.SOPInstanceUID)
+
+    first = seg_uid_with(networks[0], "first")
+    retrained = seg_uid_with(networks[1], "retrained")
+    assert retrained[0] != first[0] and retrained[1] != first[1]
+    _bundle(tmp_path / "bundle", network_def, networks[0])  # the first weights again, in a new file
+    assert load_model(description, "cpu").fingerprint == first[0]
 
 
 @pytest.mark.parametrize("raw, message", [

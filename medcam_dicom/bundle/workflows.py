@@ -163,6 +163,7 @@ class BundleInference:
     ) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = load_weights(network, checkpoint).to(self.device)
+        self.checkpoint = Path(checkpoint)
         self.explainer_checkpoint = Path(explainer_checkpoint)
         self.input_dir, self.output_dir = Path(input_dir), Path(output_dir)
         self.loader, self.preprocessing = loader, preprocessing
@@ -250,7 +251,7 @@ class BundleInference:
             source=f"{self.name} (bundle inference config)",
         )
         model = LoadedModel(description, self.network, tuple(self.class_names), explainer.medcam.layer_names,
-                            self.device, explainer)
+                            self.device, explainer, (self.checkpoint, self.explainer_checkpoint))
         results, skipped, failed = explain_paths(files, self.output_dir / "dicom", [model])
         rows: list[dict[str, Any]] = []
         for result in results:

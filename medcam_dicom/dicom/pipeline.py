@@ -79,7 +79,7 @@ def explain_frames(
         index_sets = [(i,) for i in range(len(series.frames))]
     with torch.no_grad():
         batch = torch.stack([item.tensor for item in prepared]).to(model.device)
-        probabilities = torch.cat([torch.softmax(model.network(chunk), dim=1) for chunk in batch.split(16)]).cpu()
+        probabilities = torch.cat([torch.softmax(model.logits(chunk), dim=1) for chunk in batch.split(16)]).cpu()
     work = [(i, target) for i in range(len(prepared)) for target in choose_targets(model, probabilities[i])]
     explainer = model.explainer()
     evidence = []
@@ -126,7 +126,7 @@ def write_results(
     """Build SEG, SC and SR and write them (plus ``result.json``) to
     ``out_dir/<StudyInstanceUID>/<SeriesInstanceUID>/``, all or nothing."""
     description = model.description
-    producer = Producer(description.name, description.version, description.fingerprint())
+    producer = Producer(description.name, description.version, model.fingerprint)
     segmentations, groups, note = build_segmentations(series, evidence, model.class_names, producer, settings)
     if note:
         result.notes.append(note)

@@ -122,11 +122,10 @@ class ModelDescription:
     source: str = "<built-in>"
 
     def fingerprint(self) -> str:
-        """A short hash of everything that shapes the results (not where the file lies)."""
-        identity = repr((self.name, self.version, self.classifier_kind, Path(self.classifier_location).name,
-                         self.input, self.mode, self.class_names, self.layers, self.explain, self.medcam,
-                         self.explainer.kind, self.explainer.checkpoint and Path(self.explainer.checkpoint).name,
-                         self.explainer.refine))
+        """A short hash of the settings that shape the results. Not of where the files lie, nor of what is in
+        them: :class:`~medcam_dicom.models.loading.LoadedModel` adds the weights' content for result UIDs."""
+        identity = repr((self.name, self.version, self.classifier_kind, self.input, self.mode, self.class_names,
+                         self.layers, self.explain, self.medcam, self.explainer.kind, self.explainer.refine))
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     def with_medcam(self, **overrides: Any) -> ModelDescription:

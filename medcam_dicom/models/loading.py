@@ -3,7 +3,7 @@ MONAI bundle directory (``configs/inference.json`` ``network_def`` + ``models/mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -13,8 +13,10 @@ from medcam_dicom.checkpoints import load_state_file
 from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.medcam import MedCAM
-from medcam_dicom.models.demo import demo_explainer_path, load_demo_classifier
+from medcam_dicom.explain.verification import forward_logits
+from medcam_dicom.models.demo import demo_checkpoint_path, demo_explainer_path, load_demo_classifier
 from medcam_dicom.models.description import ModelDescription, ModelDescriptionError
+from medcam_dicom.models.fingerprint import model_fingerprint
 
 BUNDLE_CONFIG_NAMES = ("inference.json", "inference.yaml", "train.json", "train.yaml")
 BUNDLE_WEIGHT_NAMES = ("model.pt", "model.pth")
@@ -58,7 +60,11 @@ class RefiningExplainer:
 
 @dataclass
 class LoadedModel:
-    """A description with its network loaded, ready to build explainers."""
+    """A description with its network loaded, ready to build explainers.
+
+    ``weight_files`` are the files the network (and its explainer) were loaded from; ``fingerprint``, taken
+    from their content when the model is built, goes into every result UID (see ``models/fingerprint.py``).
+    """
 
     description: ModelDescription
     network: nn.Module
@@ -66,6 +72,15 @@ class LoadedModel:
     layers: list[str] | None
     device: torch.device
     amortized: AmortizedMedCAM | None = None
+    weight_files: tuple[Path, ...] = ()
+    fingerprint: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fingerprint = model_fingerprint(self.description.fingerprint(), self.weight_files)
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """The classifier's ``(B, K)`` logits, whatever its output (a tuple contributes its first element)."""
+        return forward_logits(self.network, batch)
 
     def explainer(self) -> MedCAM | RefiningExplainer:
         """The description's explainer: per-image Med-CAM, or the amortised one with refinement."""
@@ -77,7 +92,8 @@ class LoadedModel:
         return self.class_names.index(name)
 
 
-def _load_bundle(description: ModelDescription) -> nn.Module:
+def _load_bundle(description: ModelDescription) -> tuple[nn.Module, tuple[Path, ...]]:
+    """The bundle's ``network_def`` with its weights, and the two files it was built from."""
     from monai.bundle import ConfigParser
 
     root = Path(description.classifier_location)
@@ -94,7 +110,7 @@ def _load_bundle(description: ModelDescription) -> nn.Module:
     if not weights:
         raise ModelDescriptionError(description.source, f"bundle {root} has no models/model.pt")
     try:
-        return load_state_file(network, weights[0])
+        return load_state_file(network, weights[0]), (configs[0], weights[0])
     except ValueError as error:
         raise ModelDescriptionError(description.source, str(error)) from error
 
@@ -114,6 +130,7 @@ def load_model(description: ModelDescription, device: str | torch.device | None 
         except ValueError as error:
             raise ModelDescriptionError(description.source, str(error)) from error
         network = trained.network
+        files = (demo_checkpoint_path(location),)
         class_names = class_names or trained.class_names
         spec = description.input
         if spec.mean is None and spec.std is None:
@@ -125,6 +142,7 @@ def load_model(description: ModelDescription, device: str | torch.device | None 
             network = ScriptedClassifier(torch.jit.load(location, map_location="cpu"))
         except Exception as error:  # noqa: BLE001 - torch.jit.load raises several types
             raise ModelDescriptionError(description.source, f"{location} is not a TorchScript file: {error}") from error
+        files = (Path(location),)
         if layers:
             raise ModelDescriptionError(
                 description.source,
@@ -133,7 +151,7 @@ def load_model(description: ModelDescription, device: str | torch.device | None 
             )
         layers = ["logits"]
     elif kind == "bundle":
-        network = _load_bundle(description)
+        network, files = _load_bundle(description)
     else:
         raise ModelDescriptionError(description.source, f"unknown classifier kind {kind!r}")
     network = network.eval().to(device)
@@ -142,11 +160,10 @@ def load_model(description: ModelDescription, device: str | torch.device | None 
     with torch.no_grad():
         probe = torch.zeros((1, description.input.channels) + tuple(description.input.size), device=device)
         try:
-            logits = network(probe)
+            logits = forward_logits(network, probe)
         except Exception as error:  # noqa: BLE001 - any failure means the input spec does not fit
-            raise ModelDescriptionError(
-                description.source, f"the classifier fails on an input of shape {tuple(probe.shape)}: {error}"
-            ) from error
+            raise ModelDescriptionError(description.source, f"the classifier does not fit the input spec: {error}"
+                                        ) from error
     if logits.ndim != 2 or logits.shape[1] != len(class_names):
         raise ModelDescriptionError(
             description.source,
@@ -160,6 +177,7 @@ def load_model(description: ModelDescription, device: str | torch.device | None 
             amortized = AmortizedMedCAM.load(path, network, device=device, config=description.medcam)
         except ValueError as error:
             raise ModelDescriptionError(description.source, f"explainer: {error}") from error
+        files += (path,)
         spec = description.input
         if amortized.spatial_dims != spec.spatial_dims or amortized.in_channels != spec.channels:
             raise ModelDescriptionError(
@@ -167,4 +185,4 @@ def load_model(description: ModelDescription, device: str | torch.device | None 
                 f"explainer {path} was trained on {amortized.spatial_dims}D images with {amortized.in_channels} "
                 f"channel(s), the input spec says {spec.spatial_dims}D with {spec.channels}",
             )
-    return LoadedModel(description, network, tuple(class_names), layers, device, amortized)
+    return LoadedModel(description, network, tuple(class_names), layers, device, amortized, files)
