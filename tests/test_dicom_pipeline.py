@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -91,6 +93,23 @@ def test_nothing_is_written_when_writing_fails_half_way(tmp_path, monkeypatch):
     leftovers = [p for p in (tmp_path / "out").rglob("*") if p.is_file()] if (tmp_path / "out").exists() else []
     assert leftovers == []
 
+
+def test_an_unexpected_error_fails_that_series_only_and_names_it(tmp_path, monkeypatch):
+    copy_with_new_uids("CT_small.dcm", tmp_path / "in")
+    copy_with_new_uids("MR_small.dcm", tmp_path / "in")
+    real_report = pipeline.build_report
+
+    def report_failing_on_ct(series, *args, **kwargs):
+        if series.modality == "CT":
+            raise RuntimeError("a bug")
+        return real_report(series, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "build_report", report_failing_on_ct)
+    models = [load_model(fast_description(name), "cpu") for name in ("demo-ct", "demo-mr")]
+    results, _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", models)
+    by_modality = {r.label.split()[0]: r for r in results}
+    assert by_modality["CT"].status == "failed" and by_modality["MR"].status == "explained"
+    assert by_modality["CT"].reason == "CT series 1: unexpected RuntimeError: a bug"
 
 def test_a_rerun_replaces_the_previous_result_of_the_series(tmp_path):
     copy_file("CT_small.dcm", tmp_path / "in")
@@ -268,3 +287,67 @@ def test_multiframe_without_patient_geometry_gets_sc_and_sr_and_says_why(tmp_pat
     names = [p.name for p in result.outputs]
     assert not any(n.startswith("SEG") for n in names) and "SR.dcm" in names and len(names) == 31
     assert "no SEG for multi-frame images without patient geometry" in result.notes[0]
+
+
+def _hostile(folder, name: str, change) -> str:
+    """CT_small in a study of its own with one header attribute broken by ``change``; returns the file name."""
+    dataset = pydicom.dcmread(bundled("CT_small.dcm"))
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    change(dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    dataset.save_as(folder / f"{name}.dcm", enforce_file_format=False)
+    return f"{name}.dcm"
+
+
+def _raw(dataset, keyword: str, vr: str, value: bytes) -> None:
+    """Put bytes that pydicom would refuse to encode (a DS that is no number) straight into the dataset."""
+    from pydicom.datadict import tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+
+    tag = tag_for_keyword(keyword)
+    dataset._dict[tag] = RawDataElement(pydicom.tag.Tag(tag), vr, len(value), value, 0, False, True)
+
+
+def test_hostile_headers_are_refused_or_noted_by_name_and_never_stop_the_batch(tmp_path, capsys):
+    """Broken geometry is not copied into the results (the SEG gets the image's own grid, dciodvfy finds no
+    error), the result names the attribute and its tag, a file without any SOP Class UID is refused by
+    name, and none of it stops the other files."""
+    folder = tmp_path / "in"
+    names = {
+        "no-sop-class": _hostile(folder, "no-sop-class", lambda d: (delattr(d, "SOPClassUID"),
+                                                                    delattr(d.file_meta, "MediaStorageSOPClassUID"))),
+        "sop-class-in-meta-only": _hostile(folder, "sop-class-in-meta-only", lambda d: delattr(d, "SOPClassUID")),
+        "position-2-values": _hostile(folder, "position-2-values", lambda d: setattr(d, "ImagePositionPatient",
+                                                                                    [1, 2])),
+        "thickness-text": _hostile(folder, "thickness-text", lambda d: _raw(d, "SliceThickness", "DS", b"thick ")),
+        "zero-spacing": _hostile(folder, "zero-spacing", lambda d: setattr(d, "PixelSpacing", [0, 0])),
+        "zero-orientation": _hostile(folder, "zero-orientation", lambda d: setattr(d, "ImageOrientationPatient",
+                                                                                  [0] * 6)),
+        "good": _hostile(folder, "good", lambda d: None),
+    }
+    code = main(["explain", str(folder), "--out", str(tmp_path / "out"), "--model", "demo-ct", "--max-steps", "3"])
+    printed = capsys.readouterr().out
+    assert code == 1 and "Traceback" not in printed
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (failed,) = summary["failed_files"]
+    assert failed[0].endswith(names["no-sop-class"]) and "SOPClassUID (0008,0016) is missing" in failed[1]
+    results = summary["results"]
+    assert [r["status"] for r in results] == ["explained"] * 6, [r["reason"] for r in results]
+    notes = "\n".join(note for r in results for note in r["notes"])
+    for name, expected in (("position-2-values", "ImagePositionPatient (0020,0032) has 2 value(s), expected 3"),
+                           ("thickness-text", "SliceThickness (0018,0050) is not a number"),
+                           ("zero-spacing", "PixelSpacing (0028,0030) is not positive numbers"),
+                           ("zero-orientation", "ImageOrientationPatient (0020,0037) is not two orthogonal unit")):
+        assert f"{names[name]}: {expected}" in notes
+    outputs = [Path(p) for r in results for p in r["outputs"] if p.endswith(".dcm")]
+    assert len(outputs) == 6 * 3
+    for path in outputs:
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, (path, errors)
+        dataset = pydicom.dcmread(path)
+        if dataset.Modality == "SEG":
+            hd.seg.segread(path)  # highdicom reads every SEG back
+            measures = dataset.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+            assert all(float(v) > 0 for v in measures.PixelSpacing) and float(measures.SliceThickness) > 0

@@ -165,6 +165,7 @@ def explain_series(
     try:
         series = assemble_series(list(instances))
         result.label = series.describe()
+        result.notes += [f"{instance.path.name}: {note}" for instance in series.instances for note in instance.notes]
         result.study_uid = str(series.reference.dataset.StudyInstanceUID)
         model, why = select_model(series, models)
         if model is None:
@@ -182,6 +183,11 @@ def explain_series(
     except ValueError as error:  # shapes/NaNs the explainer refuses, highdicom validation
         result.reason = f"{result.label}: {error}"
         log.warning("series %s failed: %s", series_uid, error)
+    except OSError:  # the output folder (disk full, permissions), not this series: every series would fail
+        raise
+    except Exception as error:  # noqa: BLE001 - one series must never stop the others; the log has the traceback
+        result.reason = f"{result.label}: unexpected {type(error).__name__}: {error}"
+        log.exception("series %s failed unexpectedly", series_uid)
     return result
 
 

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from medcam_dicom.dicom.errors import DicomInputError, NotAnImageError
+from medcam_dicom.dicom.geometry import drop_invalid_geometry
 
 UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
@@ -46,6 +47,7 @@ class Instance:
 
     path: Path
     dataset: Dataset
+    notes: list[str] = field(default_factory=list)  # what was wrong with the header and what was done
 
     @property
     def sop_instance_uid(self) -> str:
@@ -69,7 +71,8 @@ def read_instance(path: str | Path) -> Instance:
     """Read one file's dataset (pixels deferred) and check that it is an image we can place in a series.
 
     Raises :class:`NotAnImageError` for objects without an image (SR, PR, KO, RT, SEG, DICOMDIR) and
-    :class:`DicomInputError` naming the file and the problem for anything unreadable or malformed.
+    :class:`DicomInputError` naming the file and the problem for anything unreadable or malformed. Invalid
+    patient geometry is dropped (in memory) and noted in ``Instance.notes``, see :mod:`.geometry`.
     """
     path = Path(path)
     try:
@@ -86,7 +89,10 @@ def read_instance(path: str | Path) -> Instance:
     modality = str(dataset.get("Modality", "") or "")
     if modality in NON_IMAGE_MODALITIES or sop_class.startswith(NON_IMAGE_SOP_CLASS_PREFIXES):
         raise NotAnImageError(path, f"a {modality or 'non-image'} object (SOP Class {sop_class}), not an image")
+    if "SOPClassUID" not in dataset and is_valid_uid(sop_class):
+        dataset.SOPClassUID = sop_class  # the File Meta's Media Storage SOP Class UID says the same
     for keyword, tag in (
+        ("SOPClassUID", "(0008,0016)"),
         ("StudyInstanceUID", "(0020,000D)"),
         ("SeriesInstanceUID", "(0020,000E)"),
         ("SOPInstanceUID", "(0008,0018)"),
@@ -98,7 +104,7 @@ def read_instance(path: str | Path) -> Instance:
         if "Rows" in dataset:
             raise DicomInputError(path, "has no Pixel Data (7FE0,0010)")
         raise NotAnImageError(path, f"has no image (no Rows/Pixel Data; SOP Class {sop_class or 'unknown'})")
-    return Instance(path, dataset)
+    return Instance(path, dataset, drop_invalid_geometry(dataset))
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:

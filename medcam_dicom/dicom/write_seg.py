@@ -157,7 +157,7 @@ def build_segmentations(
             measures = segmentation.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
             measures.SliceThickness = format_number_as_ds(series.spacing[0])
             measures.SpacingBetweenSlices = format_number_as_ds(series.spacing[0])
-        if "PixelMeasuresSequence" not in segmentation.SharedFunctionalGroupsSequence[0]:
+        if get_image_coordinate_system(sources[0]) is None:  # highdicom wrote no (or partial) pixel measures
             own_frame_of_reference = settings.uid(sources[0].SOPInstanceUID, "image frame of reference")
             _add_image_plane_geometry(segmentation, sources[0], own_frame_of_reference)
         if "PatientOrientation" not in segmentation:  # type 2C in General Image; dciodvfy asks for it
