@@ -7,6 +7,7 @@ import copy
 import glob
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,10 @@ def copy_file(name: str, folder: Path) -> Path:
     target = folder / Path(name).name
     shutil.copy(bundled(name), target)
     return target
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The "Error" lines dicom3tools' dciodvfy reports for one DICOM file."""
+    assert shutil.which("dciodvfy"), "dicom3tools missing: scripts/install-system.sh installs it"
+    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 from pathlib import Path
 
 import highdicom as hd
@@ -21,7 +20,15 @@ from medcam_dicom.dicom import pipeline
 from medcam_dicom.dicom.pipeline import explain_paths
 from medcam_dicom.models.description import ModelDescriptionError, load_description, parse_description
 from medcam_dicom.models.loading import load_model
-from tests.dicom_inputs import FAST, bundled, copy_file, copy_with_new_uids, ct_series, fast_description
+from tests.dicom_inputs import (
+    FAST,
+    bundled,
+    copy_file,
+    copy_with_new_uids,
+    ct_series,
+    dciodvfy_errors,
+    fast_description,
+)
 
 
 def test_series_go_to_the_first_model_whose_rules_match(tmp_path):
@@ -136,24 +143,9 @@ def test_torchscript_classifier_is_explained_at_its_output(tmp_path):
     assert result.evidence[0].class_name in ("a", "b", "c") and result.evidence[0].mask.shape == (1, 128, 128)
 
 
-def test_monai_bundle_classifier_loads_network_def_and_weights(tmp_path):
-    bundle = tmp_path / "bundle"
-    (bundle / "configs").mkdir(parents=True)
-    (bundle / "models").mkdir()
-    network_def = {"_target_": "monai.networks.nets.ResNet", "block": "basic", "layers": [1, 1, 1, 1],
-                   "block_inplanes": [8, 16, 32, 64], "spatial_dims": 2, "n_input_channels": 1, "num_classes": 2}
-    (bundle / "configs" / "inference.json").write_text(json.dumps({"network_def": network_def}))
-    network = ResNet("basic", [1, 1, 1, 1], [8, 16, 32, 64], spatial_dims=2, n_input_channels=1, num_classes=2)
-    torch.save(network.state_dict(), bundle / "models" / "model.pt")
-    description = parse_description({"classifier": {"bundle": str(bundle)}, "class_names": ["no", "yes"],
-                                     "input": {"size": [64, 64]}, "layers": ["layer4"], "medcam": FAST})
-    model = load_model(description, "cpu")
-    assert torch.equal(model.network.conv1.weight, network.conv1.weight)
-    assert model.layers == ["layer4"]
-    copy_file("MR_small.dcm", tmp_path / "in")
-    (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", [model])
-    assert result.status == "explained", result.reason
-
+#: MONAI's ResNet as a bundle's network_def (the networks the tests build match it)
+RESNET_DEF = {"_target_": "monai.networks.nets.ResNet", "block": "basic", "layers": [1, 1, 1, 1],
+              "block_inplanes": [8, 16, 32, 64], "spatial_dims": 2, "n_input_channels": 1, "num_classes": 2}
 
 def _bundle(folder, network_def: dict, network: torch.nn.Module):
     """A MONAI bundle folder (configs/inference.json + models/model.pt) made outside our code."""
@@ -162,6 +154,19 @@ def _bundle(folder, network_def: dict, network: torch.nn.Module):
     (folder / "configs" / "inference.json").write_text(json.dumps({"network_def": network_def}))
     torch.save(network.state_dict(), folder / "models" / "model.pt")
     return folder
+
+
+def test_monai_bundle_classifier_loads_network_def_and_weights(tmp_path):
+    network = ResNet("basic", [1, 1, 1, 1], [8, 16, 32, 64], spatial_dims=2, n_input_channels=1, num_classes=2)
+    bundle = _bundle(tmp_path / "bundle", RESNET_DEF, network)
+    description = parse_description({"classifier": {"bundle": str(bundle)}, "class_names": ["no", "yes"],
+                                     "input": {"size": [64, 64]}, "layers": ["layer4"], "medcam": FAST})
+    model = load_model(description, "cpu")
+    assert torch.equal(model.network.conv1.weight, network.conv1.weight)
+    assert model.layers == ["layer4"]
+    copy_file("MR_small.dcm", tmp_path / "in")
+    (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", [model])
+    assert result.status == "explained", result.reason
 
 
 def test_a_classifier_returning_a_tuple_is_explained_on_the_dicom_path(tmp_path):
@@ -182,8 +187,6 @@ def test_a_classifier_returning_a_tuple_is_explained_on_the_dicom_path(tmp_path)
 def test_result_uids_follow_the_weights_content_not_the_file_names(tmp_path):
     """Retrained weights saved under the same name give new result UIDs (a PACS would drop the new results as
     duplicates otherwise); the same weights, rewritten, give the same UIDs."""
-    network_def = {"_target_": "monai.networks.nets.ResNet", "block": "basic", "layers": [1, 1, 1, 1],
-                   "block_inplanes": [8, 16, 32, 64], "spatial_dims": 2, "n_input_channels": 1, "num_classes": 2}
     networks = []
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -194,7 +197,7 @@ def test_result_uids_follow_the_weights_content_not_the_file_names(tmp_path):
     copy_file("CT_small.dcm", tmp_path / "in")
 
     def seg_uid_with(network: torch.nn.Module, run: str) -> tuple[str, str]:
-        _bundle(tmp_path / "bundle", network_def, network)
+        _bundle(tmp_path / "bundle", RESNET_DEF, network)
         model = load_model(description, "cpu")
         (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / run, [model])
         assert result.status == "explained", result.reason
@@ -204,7 +207,7 @@ def test_result_uids_follow_the_weights_content_not_the_file_names(tmp_path):
     first = seg_uid_with(networks[0], "first")
     retrained = seg_uid_with(networks[1], "retrained")
     assert retrained[0] != first[0] and retrained[1] != first[1]
-    _bundle(tmp_path / "bundle", network_def, networks[0])  # the first weights again, in a new file
+    _bundle(tmp_path / "bundle", RESNET_DEF, networks[0])  # the first weights again, in a new file
     assert load_model(description, "cpu").fingerprint == first[0]
 
 
@@ -343,8 +346,7 @@ def test_hostile_headers_are_refused_or_noted_by_name_and_never_stop_the_batch(t
     outputs = [Path(p) for r in results for p in r["outputs"] if p.endswith(".dcm")]
     assert len(outputs) == 6 * 3
     for path in outputs:
-        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
-        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        errors = dciodvfy_errors(path)
         assert not errors, (path, errors)
         dataset = pydicom.dcmread(path)
         if dataset.Modality == "SEG":

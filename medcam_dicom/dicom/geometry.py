@@ -81,12 +81,10 @@ def drop_invalid_geometry(dataset: Dataset) -> list[str]:
     problems = geometry_problems(dataset)
     if not problems:
         return []
-    drop = set(problems)
-    if drop & set(PATIENT_GRID):
-        drop |= set(POSITION_AND_ORIENTATION)
-    for keyword in drop:
+    grid_lost = bool(set(problems) & set(PATIENT_GRID))
+    for keyword in set(problems) | set(POSITION_AND_ORIENTATION if grid_lost else ()):
         if keyword in dataset:
             del dataset[keyword]
     consequence = ("treated as an image without patient geometry (the SEG gets the image's own pixel grid)"
-                   if set(PATIENT_GRID) & set(problems) else "the attribute is not used")
+                   if grid_lost else "the attribute is not used")
     return [f"{problem}: {consequence}" for problem in problems.values()]

@@ -31,9 +31,10 @@ def file_digest(path: str | Path) -> str:
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
+    value = digest.hexdigest()
     with _LOCK:
-        _CACHE[key] = digest.hexdigest()
-    return _CACHE[key]
+        _CACHE[key] = value
+    return value
 
 
 def model_fingerprint(settings_fingerprint: str, files: Iterable[str | Path]) -> str:
