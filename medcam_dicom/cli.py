@@ -18,13 +18,49 @@ def _medcam_overrides(args: argparse.Namespace) -> dict:
         overrides["min_steps"] = min(MedCAMConfig().min_steps, args.max_steps)
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
+    for item in getattr(args, "set", None) or []:
+        overrides.update(_setting(item))
     return overrides
+
+
+def _setting(item: str) -> dict:
+    """``--set KEY=VALUE`` as ``{KEY: VALUE}``: VALUE is read as JSON (numbers, lists, objects) or else
+    taken as a string; ``weights.NAME=VALUE`` sets one loss weight."""
+    import json
+
+    key, separator, text = item.partition("=")
+    if not separator or not key:
+        raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if key.startswith("weights."):
+        return {"weights": {key.removeprefix("weights."): value}}
+    return {key: value}
 
 
 def _config(args: argparse.Namespace):
     from medcam_dicom.explain.config import MedCAMConfig
 
-    return MedCAMConfig(**_medcam_overrides(args))
+    overrides = _medcam_overrides(args)
+    weights = overrides.pop("weights", None)
+    try:
+        config = MedCAMConfig(**overrides)
+        if weights:
+            config = MedCAMConfig.from_dict({**config.to_dict(), "weights": {**config.to_dict()["weights"], **weights}})
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"--set: {error}") from error
+    return config
+
+
+def _faithful_cell(explanation) -> str:
+    """The table's verdict: kept or not, and a warning when random regions of that size keep it too."""
+    if not explanation.faithful:
+        return "[red]NO[/]"
+    if explanation.specific is False:
+        return f"[yellow]yes, not specific ({100 * explanation.random_keep:.0f}% of random regions too)[/]"
+    return "yes"
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -53,7 +89,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     from medcam_dicom.benchmark.run import print_report, run_benchmark
 
     report = run_benchmark(tuple(args.datasets), args.images, tuple(args.methods), _config(args), args.arch,
-                           args.out, cross_check=not args.no_quantus, variant=args.variant)
+                           args.out, cross_check=not args.no_quantus, variant=args.variant,
+                           group=args.classifiers, split=args.split)
     print_report(report)
     print(f"Table written to {args.out}/benchmark.json, gallery to {args.out}/gallery.png")
     return 0
@@ -117,7 +154,7 @@ def _explain(args: argparse.Namespace) -> int:
         for number, item in enumerate(result.evidence):
             table.add_row(result.label if number == 0 else "", result.model if number == 0 else "", item.class_name,
                           f"{item.explanation.probability:.3f}", f"{item.explanation.masked_probability:.3f}",
-                          "yes" if item.explanation.faithful else "[red]NO[/]", f"{100 * item.area_fraction:.1f}%",
+                          _faithful_cell(item.explanation), f"{100 * item.area_fraction:.1f}%",
                           f"{len(result.outputs)} files in {where}" if number == 0 else "")
         for note in result.notes:
             table.add_row("", "", "", "", "", "", "", f"[yellow]note: {note}[/]")
@@ -250,7 +287,7 @@ def _resend(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    from medcam_dicom.benchmark.names import DATASETS, DEFAULT_METHODS, METHODS, VARIANTS
+    from medcam_dicom.benchmark.names import CLASSIFIER_GROUPS, DATASETS, DEFAULT_METHODS, METHODS, SPLITS, VARIANTS
 
     parser = argparse.ArgumentParser(prog="medcam-dicom", description="Minimal, verified evidence masks "
                                      "(Med-CAM) for medical image classifiers.")
@@ -281,6 +318,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-steps", type=int, help="cap on Med-CAM optimisation steps per image")
     bench.add_argument("--seed", type=int)
     bench.add_argument("--no-quantus", action="store_true", help="skip the quantus cross-check")
+    bench.add_argument("--classifiers", default="demo", choices=CLASSIFIER_GROUPS,
+                       help="demo: the shipped demo classifier per dataset (--arch); plain: the classifier zoo "
+                            "trained without masking (scripts/train_zoo.py); masking: the masking-trained demo "
+                            "classifiers as zoo rows; all: both (default: %(default)s)")
+    bench.add_argument("--split", default="all", choices=SPLITS,
+                       help="with a zoo group: only the tuning part (defaults are chosen there) or the held-out "
+                            "part (default: %(default)s)")
+    bench.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a MedCAMConfig setting, e.g. --set warm_start=none --set weights.area=50")
     bench.set_defaults(handler=_benchmark)
 
     explain = commands.add_parser("explain", help="explain DICOM files or folders; write SEG, SC and SR per series")

@@ -10,7 +10,7 @@ from conftest import BlobDetector, LooksAtCorner, blob_image
 
 from medcam_dicom.benchmark.data import SPECS, generate
 from medcam_dicom.benchmark.metrics import deletion_insertion_auc, iou, necessity, pointing_game
-from medcam_dicom.benchmark.names import DATASETS
+from medcam_dicom.benchmark.names import DATASETS, DEFAULT_METHODS
 from medcam_dicom.benchmark.training import train_classifier
 from medcam_dicom.cli import main
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, explain_at_area, mask_at_area
@@ -114,12 +114,31 @@ def test_benchmark_command_writes_table_json_and_gallery(tmp_path, capsys):
     assert code == 0
     report = json.loads((out / "benchmark.json").read_text())
     rows = report["datasets"]["mr"]["methods"]
-    assert set(rows) == {"medcam", "gradcam", "occlusion"}
+    assert set(rows) == set(DEFAULT_METHODS) == {"medcam", "gradcam", "gradcam++", "occlusion", "rise"}
     for row in rows.values():
-        assert row["images"] == 2 and 0.0 <= row["decision_kept_pct"] <= 100.0
+        assert row["images"] == 2
+        for key in ("removed_probability", "removal_flips_pct", "random_keep_pct", "precision"):
+            assert key in row
+    per_image = [r for r in report["images"] if r["method"] == "gradcam"]
+    assert all(0.0 < r["smallest_faithful_area"] <= 1.0 for r in per_image if r["smallest_faithful_area"])
+    assert "minimality_ratio" in rows["medcam"] and "smallest_faithful_area" in rows["rise"]
     assert "quantus_pointing_pct" in report["datasets"]["mr"]["quantus"]["gradcam"]
     assert (out / "gallery.png").stat().st_size > 1000
     assert "Med-CAM ground-truth benchmark" in capsys.readouterr().out
+
+
+def test_benchmark_on_the_plain_zoo_reports_the_tuning_split(tmp_path, capsys):
+    out = tmp_path / "zoo"
+    code = main(["benchmark", "--classifiers", "plain", "--split", "tuning", "--datasets", "ct", "--images", "2",
+                 "--max-steps", "10", "--methods", "medcam", "gradcam", "--no-quantus", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "benchmark.json").read_text())
+    assert set(report["datasets"]) == {"ct/cnn/plain", "ct/resnet18-small/plain"}
+    assert all(e["training"] == "plain" and e["split"] == "tuning" for e in report["datasets"].values())
+    split = report["splits"]["plain / tuning"]
+    assert sorted(split["classifiers"]) == ["ct/cnn/plain", "ct/resnet18-small/plain"]
+    assert split["methods"]["medcam"]["images"] == 4
+    assert "plain / tuning" in capsys.readouterr().out
 
 
 def test_demo_command_writes_pictures_and_summary(tmp_path):

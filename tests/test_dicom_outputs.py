@@ -226,6 +226,11 @@ def test_sr_carries_the_numbers_and_references_the_seg(explained):
     faithful = [item.ConceptCodeSequence[0].CodeMeaning for item in _content_items(sr)
                 if item.ValueType == "CODE" and item.ConceptNameCodeSequence[0].CodeValue == "FAITHFUL"]
     assert faithful == ["Yes" if e.explanation.faithful else "No" for e in result.evidence]
+    # the null check: the share of random regions keeping the decision, and the verdict it leads to
+    assert values["RANDKEEP"] == pytest.approx([e.explanation.random_keep for e in result.evidence], abs=1e-4)
+    specific = [item.ConceptCodeSequence[0].CodeMeaning for item in _content_items(sr)
+                if item.ValueType == "CODE" and item.ConceptNameCodeSequence[0].CodeValue == "SPECIFIC"]
+    assert specific == ["Yes" if e.explanation.specific else "No" for e in result.evidence]
     seg_uid = pydicom.dcmread(seg_path, stop_before_pixels=True).SOPInstanceUID
     referenced = [ref.ReferencedSOPInstanceUID for item in _content_items(sr)
                   for ref in item.get("ReferencedSOPSequence", [])]

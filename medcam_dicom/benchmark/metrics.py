@@ -1,7 +1,9 @@
 """How good an explanation is, measured against the classifier and against ground truth.
 
-Sufficiency (the mask alone keeps the decision), necessity (removing the mask lowers the probability),
-IoU and pointing game against the lesion, deletion and insertion AUC (rank-based: use a soft map).
+Sufficiency (the mask alone keeps the decision), necessity and comprehensiveness (removing the mask
+lowers the probability, flips the decision), minimality (the smallest top-k area of a ranking that keeps
+the decision), IoU, precision and pointing game against the lesion, deletion and insertion AUC
+(rank-based: use a soft map).
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ import torch
 from torch import nn
 
 from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits
+from medcam_dicom.explain.warm_start import smallest_faithful_level, top_fraction_masks
+
+#: the top-k areas the minimality search tries: 0.25 % to 100 % of the image, each 20 % above the last
+MINIMALITY_LEVELS = tuple(float(v) for v in np.unique(np.append(np.clip(0.0025 * 1.2 ** np.arange(34), 0, 1), 1.0)))
 
 
 def iou(mask: torch.Tensor, truth: torch.Tensor) -> float:
@@ -18,6 +24,13 @@ def iou(mask: torch.Tensor, truth: torch.Tensor) -> float:
     mask, truth = mask.bool().cpu(), truth.bool().cpu()
     union = int((mask | truth).sum())
     return 1.0 if union == 0 else int((mask & truth).sum()) / union
+
+
+def precision(mask: torch.Tensor, truth: torch.Tensor) -> float:
+    """Share of the mask's voxels that lie on the ground truth (0.0 for an empty mask)."""
+    mask, truth = mask.bool().cpu(), truth.bool().cpu()
+    count = int(mask.sum())
+    return 0.0 if count == 0 else int((mask & truth).sum()) / count
 
 
 def pointing_game(saliency: torch.Tensor, truth: torch.Tensor) -> bool:
@@ -73,3 +86,30 @@ def deletion_insertion_auc(
     insertion = target_probabilities(classifier, inserted, target)
     deletion = target_probabilities(classifier, deleted, target)
     return float(np.trapezoid(deletion) / steps), float(np.trapezoid(insertion) / steps)
+
+
+def removal(
+    classifier: nn.Module, image: torch.Tensor, mask: torch.Tensor, target: int, baseline: torch.Tensor
+) -> tuple[float, bool]:
+    """Comprehensiveness of a mask: the target's probability once the mask is replaced by ``baseline``
+    (blurred away, for the benchmark's blur baseline), and whether the decision then flips."""
+    removed = apply_mask(image, ~mask.bool(), baseline).unsqueeze(0)
+    with evaluation_mode(classifier), torch.no_grad():
+        logits = forward_logits(classifier, removed)
+    probability = float(torch.softmax(logits.float(), dim=1)[0, target])
+    return probability, int(logits.argmax(dim=1)) != target
+
+
+def smallest_faithful_area(
+    classifier: nn.Module,
+    image: torch.Tensor,
+    saliency: torch.Tensor,
+    target: int,
+    baseline: torch.Tensor,
+    levels: tuple[float, ...] = MINIMALITY_LEVELS,
+) -> float | None:
+    """Minimality of a ranking: the area fraction of the smallest top-k mask of ``saliency`` (over
+    ``levels``) that keeps ``target`` the top-1 class, or ``None`` when even the whole image does not."""
+    masks, _ = top_fraction_masks(saliency.to(image.device), levels)
+    level, _ = smallest_faithful_level(classifier, image, baseline, masks, target)
+    return None if level is None else float(masks[level].float().mean())

@@ -22,13 +22,24 @@ import torch
 from tqdm.auto import tqdm
 
 from medcam_dicom.benchmark.data import GroundTruthSet, generate
-from medcam_dicom.benchmark.metrics import deletion_insertion_auc, iou, necessity, pointing_game
-from medcam_dicom.benchmark.names import DATASETS, DEFAULT_METHODS, METHODS
+from medcam_dicom.benchmark.metrics import (
+    deletion_insertion_auc,
+    iou,
+    necessity,
+    pointing_game,
+    precision,
+    removal,
+    smallest_faithful_area,
+)
+from medcam_dicom.benchmark.names import DATASETS, DEFAULT_METHODS, METHODS, RANKING_METHODS
 from medcam_dicom.benchmark.training import TEST_SEED, train_classifier
+from medcam_dicom.benchmark.zoo import load_zoo_classifier, zoo_members
 from medcam_dicom.explain.amortized import AmortizedMedCAM
-from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, explain_at_area
+from medcam_dicom.explain.baselines import make_baseline
+from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, RISESaliency, explain_at_area
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.medcam import MedCAM
+from medcam_dicom.explain.null_check import random_keep_rate
 from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path, demo_explainer_path
 
 AMORTIZED_METHODS = {"amortized": 0, "amortized+refine": "auto"}  # method -> refine_steps
@@ -54,8 +65,13 @@ class ImageResult:
     insertion_auc: float
     seconds: float
     steps: int
+    removed_probability: float = 0.0
+    removal_flips: bool = False
+    random_keep: float = 0.0
     iou: float | None = None
+    precision: float | None = None
     pointing: bool | None = None
+    smallest_faithful_area: float | None = None
 
 
 def load_classifier(dataset: str, arch: str, progress: bool = True) -> TrainedClassifier:
@@ -83,9 +99,10 @@ def load_explainer(dataset: str, classifier: TrainedClassifier, config: MedCAMCo
 
 def _result(
     dataset: str, index: int, label: int, explanation: Any, classifier: torch.nn.Module, image: torch.Tensor,
-    saliency: torch.Tensor, baseline: torch.Tensor, lesion: torch.Tensor,
+    saliency: torch.Tensor, baseline: torch.Tensor, lesion: torch.Tensor, removal_baseline: torch.Tensor,
 ) -> ImageResult:
     deletion, insertion = deletion_insertion_auc(classifier, image, saliency, explanation.target, baseline)
+    removed_probability, flips = removal(classifier, image, explanation.mask, explanation.target, removal_baseline)
     result = ImageResult(
         dataset=dataset,
         index=index,
@@ -101,9 +118,13 @@ def _result(
         insertion_auc=insertion,
         seconds=explanation.seconds,
         steps=explanation.steps,
+        removed_probability=removed_probability,
+        removal_flips=flips,
+        random_keep=random_keep_rate(classifier, image, explanation.mask, explanation.target, baseline),
     )
     if label == LESION and explanation.target == LESION:
         result.iou = iou(explanation.mask, lesion)
+        result.precision = precision(explanation.mask, lesion)
         result.pointing = pointing_game(saliency, lesion)
     return result
 
@@ -115,6 +136,9 @@ def summarise(results: list[ImageResult]) -> dict[str, Any]:
     def mean(values: list[float]) -> float | None:
         return float(np.mean(values)) if values else None
 
+    def median(values: list[float]) -> float | None:
+        return float(statistics.median(values)) if values else None
+
     return {
         "images": len(results),
         "decision_kept_pct": 100.0 * mean([r.faithful for r in results]),
@@ -124,9 +148,15 @@ def summarise(results: list[ImageResult]) -> dict[str, Any]:
         "probability": mean([r.probability for r in results]),
         "masked_probability": mean([r.masked_probability for r in results]),
         "necessity": mean([r.necessity for r in results]),
+        "removed_probability": mean([r.removed_probability for r in results]),
+        "removal_flips_pct": 100.0 * mean([r.removal_flips for r in results]),
+        "random_keep_pct": 100.0 * mean([r.random_keep for r in results]),
+        "smallest_faithful_area": median([r.smallest_faithful_area for r in results
+                                          if r.smallest_faithful_area is not None]),
         "area_fraction": mean([r.area_fraction for r in results]),
         "lesion_images": len(localised),
         "iou": mean([r.iou for r in localised]),
+        "precision": mean([r.precision for r in localised]),
         "pointing_pct": None if not localised else 100.0 * mean([r.pointing for r in localised]),
         "deletion_auc": mean([r.deletion_auc for r in results]),
         "insertion_auc": mean([r.insertion_auc for r in results]),
@@ -209,6 +239,38 @@ def _display(image: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[np.
     return np.clip(array, 0, 1), index
 
 
+@dataclass
+class BenchmarkClassifier:
+    """One classifier a benchmark run explains: its key in the report, dataset, the classifier, and (for
+    the zoo) its architecture, training and split."""
+
+    key: str
+    dataset: str
+    classifier: TrainedClassifier
+    training: str = "demo"
+    split: str = "held-out"
+
+
+def _classifiers_to_run(
+    datasets: tuple[str, ...], arch: str, group: str, split: str, progress: bool,
+    classifiers: dict[str, TrainedClassifier] | None,
+) -> list[BenchmarkClassifier]:
+    if group == "demo":
+        return [BenchmarkClassifier(dataset, dataset, (classifiers or {}).get(dataset)
+                                    or load_classifier(dataset, arch, progress)) for dataset in datasets]
+    members = zoo_members(group, split, datasets)
+    return [BenchmarkClassifier(m.name, m.dataset, load_zoo_classifier(m, progress), m.training, m.split)
+            for m in members]
+
+
+def _ranking_method(name: str, network: torch.nn.Module) -> Any:
+    if name in ("gradcam", "gradcam++"):
+        return GradCAMSaliency(network, plus_plus=name == "gradcam++")
+    if name == "occlusion":
+        return OcclusionSaliency(network)
+    return RISESaliency(network)
+
+
 def run_benchmark(
     datasets: tuple[str, ...] = DATASETS,
     images: int = 20,
@@ -222,12 +284,21 @@ def run_benchmark(
     variant: str = "standard",
     classifiers: dict[str, TrainedClassifier] | None = None,
     explainers: dict[str, AmortizedMedCAM] | None = None,
+    group: str = "demo",
+    split: str = "all",
 ) -> dict[str, Any]:
     """Run the benchmark and write ``benchmark.json`` and ``gallery.png`` into ``out_dir``.
 
-    ``variant`` picks the test images (``heldout``: a shift no classifier or explainer was trained on);
-    ``classifiers`` / ``explainers`` replace the shipped demo classifier / amortised explainer of a
-    dataset (the MONAI bundle's evaluation passes its own)."""
+    ``group`` picks the classifiers: ``demo`` (the shipped demo classifier of each dataset, by ``arch``)
+    or a group of the classifier zoo (``plain``, ``masking``, ``all``; ``split`` restricts it to the
+    ``tuning`` or ``held-out`` part). ``variant`` picks the test images (``heldout``: a shift no classifier
+    or explainer was trained on); ``classifiers`` / ``explainers`` replace the shipped demo classifier /
+    amortised explainer of a dataset (the MONAI bundle's evaluation passes its own).
+
+    Per image and method: sufficiency (decision kept, masked probability), comprehensiveness (the target
+    probability after the mask is blurred away, decision flipped), the null check (share of random smooth
+    masks of the same area that keep the decision), precision, IoU and pointing game on lesion images;
+    for the ranking methods also minimality (the smallest top-k area that keeps the decision)."""
     for name in methods:
         if name not in METHODS:
             raise ValueError(f"unknown method {name!r}; expected any of {METHODS}")
@@ -237,53 +308,65 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     config = config or MedCAMConfig()
     report: dict[str, Any] = {"config": config.to_dict(), "arch": arch, "images_per_dataset": images,
-                              "variant": variant, "datasets": {}, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                              "variant": variant, "group": group, "split": split, "datasets": {},
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     gallery_rows = []
     all_results: list[ImageResult] = []
     torch_threads = torch.get_num_threads()
-    for dataset in datasets:
-        classifier = (classifiers or {}).get(dataset) or load_classifier(dataset, arch, progress)
+    for run in _classifiers_to_run(datasets, arch, group, split, progress, classifiers):
+        dataset, classifier = run.dataset, run.classifier
         network = classifier.network
         test = generate(dataset, images, seed=TEST_SEED, variant=variant)
         explainer = MedCAM(network, config=config)
         amortized = None
+        skipped: dict[str, str] = {}
         if set(methods) & set(AMORTIZED_METHODS):
-            amortized = (explainers or {}).get(dataset) or load_explainer(dataset, classifier, config)
-        others = {"gradcam": GradCAMSaliency(network), "occlusion": OcclusionSaliency(network)}
+            amortized = (explainers or {}).get(dataset) if run.training == "demo" else None
+            if amortized is None and run.training in ("demo", "masking"):
+                amortized = load_explainer(dataset, classifier, config)
+            if amortized is None:
+                skipped.update({m: "no amortised explainer for this classifier" for m in AMORTIZED_METHODS})
+        rankers = {name: _ranking_method(name, network) for name in methods if name in RANKING_METHODS}
+        removal_generator = torch.Generator().manual_seed(0)
         results: list[ImageResult] = []
         saliencies: dict[str, dict[int, torch.Tensor]] = {m: {} for m in methods}
-        bar = tqdm(range(len(test)), desc=f"benchmark {dataset}", unit="image", disable=not progress)
+        bar = tqdm(range(len(test)), desc=f"benchmark {run.key}", unit="image", disable=not progress)
         shown = 0
         for index in bar:
             image = classifier.preprocess(test.images[index])
             label, lesion = int(test.labels[index]), test.lesions[index]
             baseline = explainer.baseline(image)
+            removed = make_baseline(image, "blur", removal_generator)
+
             medcam = explainer.explain(image)
             row = {"medcam": medcam}
-            results.append(_result(dataset, index, label, medcam, network, image, medcam.soft_mask,
-                                   baseline, lesion))
-            if results[-1].iou is not None:
-                saliencies["medcam"][index] = medcam.soft_mask
+            produced = [(medcam, medcam.soft_mask, None)]  # (explanation, saliency, smallest faithful area)
             for name in methods:
-                if name in AMORTIZED_METHODS and amortized is not None:
+                if name == "medcam" or name in skipped:
+                    continue
+                if name in AMORTIZED_METHODS:
                     explanation = amortized.explain(image, refine_steps=AMORTIZED_METHODS[name])
                     explanation.method = name
                     row[name] = explanation
-                    results.append(_result(dataset, index, label, explanation, network, image,
-                                           explanation.soft_mask, baseline, lesion))
-                    if results[-1].iou is not None:
-                        saliencies[name][index] = explanation.soft_mask
+                    produced.append((explanation, explanation.soft_mask, None))
                     continue
-                if name == "medcam":
+                try:
+                    explanation, saliency = explain_at_area(
+                        rankers[name], network, image, medcam.area_fraction, baseline, target=medcam.target
+                    )
+                except ValueError as error:  # Grad-CAM on a classifier without spatial feature maps (ViT)
+                    skipped[name] = str(error)
                     continue
-                explanation, saliency = explain_at_area(
-                    others[name], network, image, medcam.area_fraction, baseline, target=medcam.target
-                )
                 row[name] = explanation
-                results.append(_result(dataset, index, label, explanation, network, image, saliency,
-                                       baseline, lesion))
-                if results[-1].iou is not None:
-                    saliencies[name][index] = saliency
+                smallest = smallest_faithful_area(network, image, saliency, medcam.target, baseline)
+                produced.append((explanation, saliency, smallest))
+            for explanation, saliency, smallest in produced:
+                result = _result(run.key, index, label, explanation, network, image, saliency, baseline, lesion,
+                                 removed)
+                result.smallest_faithful_area = smallest
+                results.append(result)
+                if result.iou is not None:
+                    saliencies[result.method][index] = saliency
             bar.set_postfix(faithful=medcam.faithful, area=f"{medcam.area_fraction:.3f}", steps=medcam.steps)
             if label == LESION and medcam.target == LESION and shown < gallery_images and "gradcam" in row:
                 picture, slice_index = _display(test.images[index], lesion)
@@ -292,19 +375,27 @@ def run_benchmark(
                     array = mask.numpy().astype(bool)
                     return array[slice_index] if slice_index is not None else array
 
-                gallery_rows.append((f"{dataset} #{index}", picture, cut(lesion), cut(row["gradcam"].mask),
+                gallery_rows.append((f"{run.key} #{index}", picture, cut(lesion), cut(row["gradcam"].mask),
                                      cut(medcam.mask)))
                 shown += 1
-        by_method = {m: summarise([r for r in results if r.method == m]) for m in methods}
-        entry: dict[str, Any] = {"methods": by_method, "classifier": classifier.metrics}
+        ran = [m for m in methods if m not in skipped]
+        by_method = {m: summarise([r for r in results if r.method == m]) for m in ran}
+        for name in ran:
+            if name == "medcam" or name in AMORTIZED_METHODS:
+                by_method[name]["minimality_ratio"] = minimality_ratio(results, name)
+        entry: dict[str, Any] = {"methods": by_method, "classifier": classifier.metrics, "dataset": dataset,
+                                 "arch": classifier.arch, "training": run.training, "split": run.split,
+                                 "skipped": skipped}
         if cross_check and len(test.images.shape) == 4:
             try:
                 entry["quantus"] = quantus_cross_check(classifier, test, saliencies)
             except ImportError as error:
                 entry["quantus"] = str(error)
-        report["datasets"][dataset] = entry
+        report["datasets"][run.key] = entry
         all_results.extend(results)
     torch.set_num_threads(torch_threads)
+    if group != "demo":
+        report["splits"] = summarise_splits(report, all_results)
     report["images"] = [asdict(r) for r in all_results]
     (out / "benchmark.json").write_text(json.dumps(report, indent=2))
     if gallery_rows:
@@ -312,43 +403,96 @@ def run_benchmark(
     return report
 
 
+def minimality_ratio(results: list[ImageResult], method: str) -> float | None:
+    """Median over images of ``method``'s area divided by the smallest faithful top-k area of the best
+    ranking method on that image (<= 1: no larger than the smallest faithful baseline mask); images where
+    ``method`` did not keep the decision or no ranking method did are left out."""
+    areas = {(r.dataset, r.index): r.area_fraction for r in results if r.method == method and r.faithful}
+    best: dict[tuple[str, int], float] = {}
+    for r in results:
+        key = (r.dataset, r.index)
+        if r.smallest_faithful_area is not None and key in areas:
+            best[key] = min(best.get(key, 1.0), r.smallest_faithful_area)
+    ratios = [areas[i] / max(best[i], 1e-9) for i in best]
+    return float(statistics.median(ratios)) if ratios else None
+
+
+def summarise_splits(report: dict[str, Any], results: list[ImageResult]) -> dict[str, Any]:
+    """The zoo's aggregate tables: per training and split (``plain / tuning``, ``plain / held-out``,
+    ``masking / held-out``), each method's figures over all images of those classifiers."""
+    tables: dict[str, Any] = {}
+    for key, entry in report["datasets"].items():
+        table = f"{entry['training']} / {entry['split']}"
+        tables.setdefault(table, {"classifiers": []})["classifiers"].append(key)
+    for info in tables.values():
+        keys = set(info["classifiers"])
+        chosen = [r for r in results if r.dataset in keys]
+        methods = {r.method for r in chosen}
+        rows = {}
+        for method in [m for m in METHODS if m in methods]:
+            row = summarise([r for r in chosen if r.method == method])
+            if method == "medcam" or method in AMORTIZED_METHODS:
+                row["minimality_ratio"] = minimality_ratio(chosen, method)
+            rows[method] = row
+        info["methods"] = rows
+    return tables
+
+
 # the table's figure columns: (heading, key in a summarise() row, decimals)
 TABLE_COLUMNS = (
     ("kept %", "decision_kept_pct", 1),
     ("m>=p %", "masked_ge_original_pct", 1),
-    ("m>=p-.01 %", "masked_within_001_pct", 1),
     ("p", "probability", 3),
     ("p masked", "masked_probability", 3),
-    ("necessity", "necessity", 3),
+    ("p removed", "removed_probability", 3),
+    ("flips %", "removal_flips_pct", 1),
+    ("random keep %", "random_keep_pct", 1),
     ("area", "area_fraction", 3),
+    ("min area", "smallest_faithful_area", 3),
+    ("min ratio", "minimality_ratio", 2),
+    ("precision", "precision", 3),
     ("IoU", "iou", 3),
     ("pointing %", "pointing_pct", 1),
     ("deletion", "deletion_auc", 3),
-    ("insertion", "insertion_auc", 3),
     ("s/image", "seconds_per_image", 2),
     ("steps", "median_steps", 0),
 )
 
 
-def print_report(report: dict[str, Any]) -> None:
-    """The benchmark table, one row per dataset and method."""
-    from rich.console import Console
+def _table(title: str, rows: list[tuple[str, str, dict[str, Any]]]) -> Any:
     from rich.table import Table
 
     def fmt(value: Any, digits: int = 3) -> str:
         return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
-    table = Table(title=f"Med-CAM ground-truth benchmark ({report['arch']}, "
-                        f"{report['images_per_dataset']} images per dataset)")
-    table.add_column("dataset")
+    table = Table(title=title)
+    table.add_column("classifier")
     table.add_column("method", no_wrap=True)
     for heading, _, _ in TABLE_COLUMNS:
         table.add_column(heading, justify="right")
-    for dataset, entry in report["datasets"].items():
-        for method, row in entry["methods"].items():
-            table.add_row(dataset, method, *[fmt(row[key], digits) for _, key, digits in TABLE_COLUMNS])
-    console = Console(width=200)
-    console.print(table)
+    for key, method, row in rows:
+        table.add_row(key, method, *[fmt(row.get(column), digits) for _, column, digits in TABLE_COLUMNS])
+    return table
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The benchmark tables: one row per classifier and method, then (for the zoo) one table per training
+    and split with every method aggregated over that part's images."""
+    from rich.console import Console
+
+    def fmt(value: Any, digits: int = 3) -> str:
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    console = Console(width=220)
+    rows = [(key, method, row) for key, entry in report["datasets"].items() for method, row in entry["methods"].items()]
+    console.print(_table(f"Med-CAM ground-truth benchmark ({report.get('group', 'demo')} classifiers, "
+                         f"{report['images_per_dataset']} images each)", rows))
+    for name, info in report.get("splits", {}).items():
+        rows = [(f"{len(info['classifiers'])} classifiers", method, row) for method, row in info["methods"].items()]
+        console.print(_table(f"{name}: " + ", ".join(info["classifiers"]), rows))
+    for key, entry in report["datasets"].items():
+        for method, why in entry.get("skipped", {}).items():
+            console.print(f"{key}: {method} skipped: {why}")
     for dataset, entry in report["datasets"].items():
         if isinstance(entry.get("quantus"), str):
             console.print(f"quantus cross-check {dataset}: skipped, {entry['quantus']}")

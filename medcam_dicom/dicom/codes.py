@@ -21,6 +21,8 @@ PROBABILITY = hd.sr.CodedConcept("PROB", SCHEME, "Classifier probability on the 
 MASKED_PROBABILITY = hd.sr.CodedConcept("PROBMASKED", SCHEME, "Classifier probability on the evidence alone")
 AREA_FRACTION = hd.sr.CodedConcept("AREAFRAC", SCHEME, "Fraction of the image kept as evidence")
 FAITHFUL = hd.sr.CodedConcept("FAITHFUL", SCHEME, "Decision kept on the evidence alone")
+RANDOM_KEEP = hd.sr.CodedConcept("RANDKEEP", SCHEME, "Share of random regions of that size keeping it")
+SPECIFIC = hd.sr.CodedConcept("SPECIFIC", SCHEME, "Decision specific to the evidence")
 METHOD = hd.sr.CodedConcept("MEDCAM", SCHEME, "Med-CAM minimal evidence mask")
 
 

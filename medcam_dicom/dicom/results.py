@@ -49,6 +49,8 @@ class EvidenceMask:
             "probability": self.explanation.probability,
             "masked_probability": self.explanation.masked_probability,
             "faithful": self.explanation.faithful,
+            "random_keep": self.explanation.random_keep,
+            "specific": self.explanation.specific,
             "area_fraction": self.area_fraction,
             "steps": self.explanation.steps,
             "seconds": self.explanation.seconds,

@@ -82,6 +82,11 @@ def evidence_lines(items: list[EvidenceMask]) -> list[str]:
             f"{item.class_name}: p={item.explanation.probability:.3f}, on evidence "
             f"p={item.explanation.masked_probability:.3f} ({check}), area {100 * item.area_fraction:.1f}%"
         )
+        if item.explanation.specific is False and item.explanation.random_keep is not None:
+            lines.append(
+                f"  CAUTION: {100 * item.explanation.random_keep:.0f}% of random regions of this size also keep "
+                f"{item.class_name} - the marked area may not be the reason"
+            )
     return lines
 
 

@@ -49,11 +49,13 @@ def _drop_segment_numbers_beside_frames(content: Dataset) -> None:
 
 
 def _measurements(item: EvidenceMask) -> list[hd.sr.Measurement]:
-    values = (
+    values = [
         (codes.PROBABILITY, item.explanation.probability),
         (codes.MASKED_PROBABILITY, item.explanation.masked_probability),
         (codes.AREA_FRACTION, item.area_fraction),
-    )
+    ]
+    if item.explanation.random_keep is not None:
+        values.append((codes.RANDOM_KEEP, item.explanation.random_keep))
     return [hd.sr.Measurement(name=name, value=float(value), unit=codes.UNIT_RATIO) for name, value in values]
 
 
@@ -78,14 +80,20 @@ def build_report(
             uid=settings.uid(series.content_key, producer.name, producer.fingerprint, "tracking", number),
             identifier=f"Med-CAM {item.class_name} #{number}"[:64],
         )
-        evaluation = hd.sr.QualitativeEvaluation(codes.FAITHFUL, codes.YES if item.explanation.faithful else codes.NO)
+        evaluations = [
+            hd.sr.QualitativeEvaluation(codes.FAITHFUL, codes.YES if item.explanation.faithful else codes.NO)
+        ]
+        if item.explanation.specific is not None:
+            evaluations.append(
+                hd.sr.QualitativeEvaluation(codes.SPECIFIC, codes.YES if item.explanation.specific else codes.NO)
+            )
         common = dict(
             tracking_identifier=tracking,
             finding_type=codes.class_concept(item.class_index, item.class_name),
             method=codes.METHOD,
             algorithm_id=algorithm,
             measurements=_measurements(item),
-            qualitative_evaluations=[evaluation],
+            qualitative_evaluations=evaluations,
         )
         seg_index = next((i for i, frames in enumerate(segment_groups) if item.frame_indices[0] in frames), None)
         if seg_index is None:

@@ -34,6 +34,7 @@ from medcam_dicom.explain.mask_network import (
     straight_through_mask,
 )
 from medcam_dicom.explain.medcam import MedCAM, default_layer_weights
+from medcam_dicom.explain.null_check import attach_null_check
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
 from medcam_dicom.explain.warm_start import smallest_faithful_level, top_fraction_masks
@@ -497,19 +498,23 @@ class AmortizedMedCAM:
         baseline = self.medcam.baseline(image)  # computed once: the check and the refinement share it
         faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
         if not faithful and budget > 0:
-            return self._refine(image, baseline, predicted, target_index, budget, started)
-        return Explanation(
-            mask=mask.cpu(),
-            soft_mask=soft.float().cpu(),
-            target=target_index,
-            probability=float(predicted["probability"][0]),
-            masked_probability=masked_probability,
-            faithful=faithful,
-            area_fraction=float(mask.float().mean()),
-            steps=0,
-            seconds=time.perf_counter() - started,
-            method="amortized",
-        )
+            result = self._refine(image, baseline, predicted, target_index, budget, started)
+        else:
+            result = Explanation(
+                mask=mask.cpu(),
+                soft_mask=soft.float().cpu(),
+                target=target_index,
+                probability=float(predicted["probability"][0]),
+                masked_probability=masked_probability,
+                faithful=faithful,
+                area_fraction=float(mask.float().mean()),
+                steps=0,
+                seconds=time.perf_counter() - started,
+                method="amortized",
+            )
+        if result.random_keep is None:  # a refinement through MedCAM has run it already
+            attach_null_check(result, self.classifier, image, baseline, self.config)
+        return result
 
     def _refine(
         self, image: torch.Tensor, baseline: torch.Tensor, predicted: dict[str, Any], target: int, budget: int,

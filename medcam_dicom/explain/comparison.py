@@ -1,8 +1,11 @@
 """Comparison methods behind one interface: a saliency map (higher = more evidence) that can be
 thresholded to a binary mask of a given area, so that every method is compared at equal area.
 
-- :class:`GradCAMSaliency` wraps ``monai.visualize.GradCAM`` (one forward + backward);
-- :class:`OcclusionSaliency` wraps ``monai.visualize.OcclusionSensitivity`` (many forwards).
+- :class:`GradCAMSaliency` wraps ``monai.visualize.GradCAM`` (one forward + backward) and, with
+  ``plus_plus=True``, ``monai.visualize.GradCAMpp``;
+- :class:`OcclusionSaliency` wraps ``monai.visualize.OcclusionSensitivity`` (many forwards);
+- :class:`RISESaliency` is RISE (Petsiuk et al. 2018): the target probability under random smooth masks,
+  averaged per voxel (hundreds of batched forwards).
 
 Med-CAM's own soft mask (``Explanation.soft_mask``) plays the saliency role for rank-based metrics.
 """
@@ -15,7 +18,8 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from monai.visualize import GradCAM, OcclusionSensitivity
+import torch.nn.functional as F
+from monai.visualize import GradCAM, GradCAMpp, OcclusionSensitivity
 from torch import nn
 
 from medcam_dicom.explain.explanation import Explanation
@@ -53,13 +57,14 @@ def _rescale(cam: torch.Tensor) -> torch.Tensor:
 
 
 class GradCAMSaliency:
-    """Grad-CAM at ``layer`` (default: the deepest spatial layer Med-CAM would match)."""
+    """Grad-CAM (or Grad-CAM++ with ``plus_plus``) at ``layer`` (default: the deepest spatial layer
+    Med-CAM would match)."""
 
-    name = "gradcam"
-
-    def __init__(self, classifier: nn.Module, layer: str | None = None) -> None:
+    def __init__(self, classifier: nn.Module, layer: str | None = None, plus_plus: bool = False) -> None:
         self.classifier = classifier
         self.layer = layer
+        self.plus_plus = plus_plus
+        self.name = "gradcam++" if plus_plus else "gradcam"
         self._chosen: dict[tuple[int, ...], str] = {}  # default layer per image shape, traced once
 
     def saliency(self, image: torch.Tensor, target: int) -> torch.Tensor:
@@ -74,7 +79,8 @@ class GradCAMSaliency:
                 layer = self._chosen[tuple(image.shape)] = spatial[-1].name
             hooks_before = {m: (set(m._forward_hooks), set(m._backward_hooks)) for m in self.classifier.modules()}
             try:
-                cam = GradCAM(self.classifier, target_layers=layer, postprocessing=_rescale)
+                cam_class = GradCAMpp if self.plus_plus else GradCAM
+                cam = cam_class(self.classifier, target_layers=layer, postprocessing=_rescale)
                 result = cam(batch, class_idx=target)
             finally:
                 # MONAI's GradCAM leaves its hooks on the layer and fills .grad: leave neither behind
@@ -123,6 +129,53 @@ class OcclusionSaliency:
             occluded, _ = occlusion(batch)
         # occluded: (1, K, *spatial) probabilities with the patch around each voxel occluded
         return torch.as_tensor(probability - occluded[0, target]).detach().float()
+
+
+class RISESaliency:
+    """RISE: ``masks`` random binary grids of ``grid`` cells per axis (each cell kept with probability
+    ``keep``), upsampled smoothly with a random sub-cell shift; a voxel's saliency is the mean target
+    probability of the masked images that keep it, normalised by ``keep``. The image is masked onto
+    zero (the normalised mean) as in the paper. Seeded: the same image gives the same map."""
+
+    name = "rise"
+
+    def __init__(
+        self, classifier: nn.Module, masks: int = 500, grid: int = 8, keep: float = 0.5, batch_size: int = 50,
+        seed: int = 0,
+    ) -> None:
+        self.classifier = classifier
+        self.masks = masks
+        self.grid = grid
+        self.keep = keep
+        self.batch_size = batch_size
+        self.seed = seed
+
+    def random_masks(self, spatial: tuple[int, ...], count: int, generator: torch.Generator) -> torch.Tensor:
+        """``(count, 1, *spatial)`` float masks in [0, 1]."""
+        cells = [max(1, -(-s // self.grid)) for s in spatial]
+        coarse = (torch.rand((count, 1, *[self.grid] * len(spatial)), generator=generator) < self.keep).float()
+        size = [(self.grid + 1) * c for c in cells]
+        mode = "bilinear" if len(spatial) == 2 else "trilinear"
+        smooth = F.interpolate(coarse, size=size, mode=mode, align_corners=False)
+        out = torch.empty((count, 1, *spatial))
+        for i in range(count):
+            shift = [int(torch.randint(0, c, (), generator=generator)) for c in cells]
+            out[i] = smooth[(i, slice(None), *[slice(o, o + s) for o, s in zip(shift, spatial)])]
+        return out
+
+    def saliency(self, image: torch.Tensor, target: int) -> torch.Tensor:
+        device = resolve_device(self.classifier, None)
+        image = image.to(device)
+        spatial = tuple(image.shape[1:])
+        generator = torch.Generator().manual_seed(self.seed)
+        total = torch.zeros(spatial, device=device)
+        with evaluation_mode(self.classifier), torch.no_grad():
+            for start in range(0, self.masks, self.batch_size):
+                masks = self.random_masks(spatial, min(self.batch_size, self.masks - start), generator).to(device)
+                logits = forward_logits(self.classifier, masks * image.unsqueeze(0))
+                probabilities = torch.softmax(logits.float(), dim=1)[:, target]
+                total += (probabilities.view(-1, *[1] * (len(spatial) + 1)) * masks).sum(dim=(0, 1))
+        return (total / (self.masks * self.keep)).detach().float()
 
 
 def explain_at_area(

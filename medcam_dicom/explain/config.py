@@ -16,14 +16,17 @@ WARM_STARTS = ("none", "occlusion", "gradcam")
 
 @dataclass
 class LossWeights:
-    """Weights (lambda) of the loss terms: the paper's seven and a log-odds hinge.
+    """Weights (lambda) of the loss terms: the paper's seven, a log-odds hinge and a deletion term.
 
     ``act``: activation matching; ``ce``: cross-entropy of the masked image on the target;
     ``kl``: KL divergence between softened outputs of full and masked image; ``area``: mean of the
     soft mask; ``bin``: ``p (1 - p)`` binarisation; ``tv``: total variation; ``rob``: cross-entropy
     on the evidence pasted onto random backgrounds; ``margin``: hinge asking the masked image's
     log-odds of the target to reach the full image's plus ``MedCAMConfig.margin_log_odds`` (not in the
-    paper; 0 disables it).
+    paper; 0 disables it); ``deletion``: ``-log(1 - p_y)`` on the image with the mask *removed* (the
+    evidence replaced by the baseline), which asks the mask to hold all of the evidence, not only enough
+    of it (Dabkowski & Gal's deletion objective; not in the paper; 0 disables it and saves one classifier
+    pass per step).
     """
 
     act: float = 10.0
@@ -34,6 +37,7 @@ class LossWeights:
     tv: float = 500.0
     rob: float = 100.0
     margin: float = 3.0
+    deletion: float = 0.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -96,6 +100,10 @@ class MedCAMConfig:
         backtrack_patience: when the hard mask has not been faithful for this many steps in a row,
             the U-Net returns to its last faithful state and the learning rate is halved.
         threshold: soft-mask value above which a voxel is evidence.
+        null_masks: random smooth masks of the explanation's area classified for the null check
+            (``Explanation.random_keep``; one batched pass); 0 skips it.
+        null_limit: the share of those random masks keeping the decision from which the explanation is
+            reported as not specific (``Explanation.specific = False``).
         seed: seed of the U-Net initialisation and of the random backgrounds.
     """
 
@@ -124,6 +132,8 @@ class MedCAMConfig:
     area_gate: float = 0.1
     backtrack_patience: int = 5
     threshold: float = 0.5
+    null_masks: int = 32
+    null_limit: float = 0.25
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -190,6 +200,10 @@ class MedCAMConfig:
             raise ValueError(f"MedCAMConfig.area_gate must lie in [0, 1], got {self.area_gate}")
         if self.backtrack_patience < 1:
             raise ValueError(f"MedCAMConfig.backtrack_patience must be >= 1, got {self.backtrack_patience}")
+        if self.null_masks < 0:
+            raise ValueError(f"MedCAMConfig.null_masks must be >= 0, got {self.null_masks}")
+        if not 0.0 < self.null_limit <= 1.0:
+            raise ValueError(f"MedCAMConfig.null_limit must lie in (0, 1], got {self.null_limit}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"MedCAMConfig.threshold must lie in (0, 1), got {self.threshold}")
         if len(self.unet_strides) != len(self.unet_channels) - 1:

@@ -26,6 +26,12 @@ class Explanation:
         seconds: wall time of the explanation.
         method: the method that produced the mask (``"medcam"`` for the per-image optimiser).
         history: per-step diagnostics (loss terms, area, faithfulness) when recorded.
+        random_keep: the null check: share of random smooth masks of the same area and blob size on
+            which the classifier also keeps the decision (:mod:`medcam_dicom.explain.null_check`);
+            ``None`` when not run (``MedCAMConfig.null_masks = 0``).
+        specific: ``faithful`` and ``random_keep`` below ``MedCAMConfig.null_limit``: the decision rests
+            on this evidence rather than on any region of its size. ``False`` means the mask should not
+            be read as *the* reason for the decision; ``None`` when the null check was not run.
     """
 
     mask: torch.Tensor
@@ -39,6 +45,8 @@ class Explanation:
     seconds: float
     method: str = "medcam"
     history: list[dict[str, float]] = field(default_factory=list, repr=False)
+    random_keep: float | None = None
+    specific: bool | None = None
 
     def summary(self) -> dict[str, Any]:
         """The scalar figures as a JSON-serialisable dictionary."""
@@ -51,4 +59,6 @@ class Explanation:
             "area_fraction": self.area_fraction,
             "steps": self.steps,
             "seconds": self.seconds,
+            "random_keep": self.random_keep,
+            "specific": self.specific,
         }

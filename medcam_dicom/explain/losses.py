@@ -1,4 +1,4 @@
-"""The Med-CAM loss terms (the paper's seven plus a log-odds hinge), one small function each (all
+"""The Med-CAM loss terms (the paper's seven plus a log-odds hinge and a deletion term), one small function each (all
 differentiable, all on torch tensors).
 
 Shapes: ``logits`` ``(B, K)``; soft masks ``p`` ``(B, 1, *spatial)``; features ``(B, C, *spatial)`` for
@@ -99,3 +99,10 @@ def margin_loss(
     term cannot ask for this on a saturated classifier, where its gradient vanishes."""
     wanted = target_log_odds(full_logits, target).detach() + margin
     return F.relu(wanted - target_log_odds(masked_logits, target)).mean()
+
+
+def deletion_loss(removed_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``-log(1 - softmax(f(r))[y])`` on the image ``r`` with the evidence removed: large while the rest
+    of the image still supports the target, zero once it does not (``softplus`` of the target log-odds,
+    which keeps its gradient where the probability saturates)."""
+    return F.softplus(target_log_odds(removed_logits, target)).mean()

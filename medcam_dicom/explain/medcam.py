@@ -24,6 +24,7 @@ from medcam_dicom.explain.mask_network import (
     pad_to_multiple,
     straight_through_mask,
 )
+from medcam_dicom.explain.null_check import attach_null_check
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, resolve_device, verify_mask
 from medcam_dicom.explain.warm_start import PriorOffsetNetwork, prior_logits, start_mask
@@ -164,10 +165,9 @@ class MedCAM:
                     image, full_logits, full_features, layers, recorder, target_index, record_history,
                     network=network, max_steps=max_steps, min_steps=min_steps,
                 )
-            faithful, masked_probability = verify_mask(
-                self.classifier, image, mask, target_index, self.baseline(image)
-            )
-        return Explanation(
+            baseline = self.baseline(image)
+            faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
+        explanation = Explanation(
             mask=mask.cpu(),
             soft_mask=soft_mask.cpu(),
             target=target_index,
@@ -180,6 +180,7 @@ class MedCAM:
             method=method,
             history=history,
         )
+        return attach_null_check(explanation, self.classifier, image, baseline, self.config)
 
     def explain_batch(
         self,
@@ -305,8 +306,11 @@ class MedCAM:
             if use_robustness:
                 backgrounds = robustness_backgrounds(image, config.robustness_backgrounds, generator)
                 inputs.append(mask * x + (1.0 - mask) * backgrounds)
+            if weights.deletion > 0:
+                inputs.append((1.0 - mask) * x + mask * baseline)  # the evidence removed
             logits = forward_logits(self.classifier, torch.cat(inputs))
             masked_logits = logits[:1]
+            rows_robustness = slice(1, logits.shape[0] - (1 if weights.deletion > 0 else 0))
             faithful_now = int(masked_logits.argmax(dim=1)) == target_index
             area_now = float(hard.float().mean())
             areas.append(area_now)
@@ -357,7 +361,9 @@ class MedCAM:
             if weights.tv > 0:
                 terms["tv"] = losses.total_variation_loss(soft)
             if use_robustness:
-                terms["rob"] = losses.robustness_loss(logits[1:], target)
+                terms["rob"] = losses.robustness_loss(logits[rows_robustness], target)
+            if weights.deletion > 0:
+                terms["deletion"] = losses.deletion_loss(logits[-1:], target)
             scale = {"area": 1.0 if faithful_now else config.area_gate}
             loss = sum(getattr(weights, name) * scale.get(name, 1.0) * value for name, value in terms.items())
             optimiser.zero_grad(set_to_none=True)

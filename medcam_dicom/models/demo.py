@@ -1,5 +1,6 @@
 """The demo classifiers: small MONAI ResNets trained on the benchmark data by
-``scripts/train_demo_models.py`` and shipped with the package."""
+``scripts/train_demo_models.py`` and shipped with the package; :class:`TrainedClassifier` also holds the
+benchmark's classifier zoo (:mod:`medcam_dicom.benchmark.zoo`)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class TrainedClassifier:
     std: tuple[float, ...]
     class_names: tuple[str, ...]
     metrics: dict[str, Any]
+    spatial_shape: tuple[int, ...] | None = None  # the training images' shape (fixed-size architectures need it)
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         """Normalise an image in [0, 1] (or a batch) channel-wise with the training statistics."""
@@ -52,6 +54,7 @@ class TrainedClassifier:
             "std": list(self.std),
             "class_names": list(self.class_names),
             "metrics": self.metrics,
+            "spatial_shape": None if self.spatial_shape is None else list(self.spatial_shape),
             "state_dict": half_state(self.network),
         }
         save_checkpoint(payload, path)
@@ -60,8 +63,11 @@ class TrainedClassifier:
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> TrainedClassifier:
         """Load a file written by :meth:`save`; raises ``ValueError`` naming the file when it is not one."""
         payload = load_checkpoint(path, "medcam-dicom-classifier/1", "classifier")
+        spatial_shape = payload.get("spatial_shape")
+        spatial_shape = None if spatial_shape is None else tuple(int(v) for v in spatial_shape)
         network = build_classifier(
-            payload["arch"], payload["spatial_dims"], payload["in_channels"], len(payload["class_names"])
+            payload["arch"], payload["spatial_dims"], payload["in_channels"], len(payload["class_names"]),
+            spatial_shape,
         )
         state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
         network.load_state_dict(state)
@@ -76,6 +82,7 @@ class TrainedClassifier:
             std=tuple(payload["std"]),
             class_names=tuple(payload["class_names"]),
             metrics=dict(payload.get("metrics", {})),
+            spatial_shape=spatial_shape,
         )
 
 

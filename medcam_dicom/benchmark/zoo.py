@@ -1,0 +1,129 @@
+"""The benchmark's classifier zoo: classifiers trained the ordinary way, as users' classifiers are.
+
+Every 2D dataset gets four architectures trained with plain cross-entropy and ordinary augmentation
+(flips, shifts, intensity; **no masking**): a small CNN, a DenseNet-121, a ResNet-18 and a ViT (MONAI
+networks; see :mod:`medcam_dicom.models.architectures`). The shipped demo classifiers, trained with
+random masking, stay as the ``masking`` group.
+
+The zoo is split: every default of the explainers is chosen on the **tuning** part (two architectures on
+two datasets); everything else is **held out** and only reported. ``scripts/train_zoo.py`` trains the
+zoo (seeded, CPU); the checkpoints are kept in the repository's ``zoo/`` folder and, outside a checkout,
+trained on first use and cached under ``~/.cache/medcam-dicom/zoo``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from medcam_dicom.benchmark.names import DATASETS_2D, SPLITS
+from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path
+
+ZOO_ARCHS = ("cnn", "resnet18-small", "densenet121-small", "vit-small")
+TUNING_ARCHS = ("cnn", "resnet18-small")
+TUNING_DATASETS = ("ct", "fundus")
+ZOO_GROUPS = ("plain", "masking", "all")
+
+REPOSITORY_ZOO = Path(__file__).resolve().parents[2] / "zoo"
+CACHE_ZOO = Path.home() / ".cache" / "medcam-dicom" / "zoo"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one architecture of the zoo is trained (images are generated anew every epoch)."""
+
+    epochs: int = 10
+    train_images: int = 1500
+    learning_rate: float = 1e-3
+
+
+RECIPES = {
+    "cnn": Recipe(),
+    "resnet18-small": Recipe(),
+    "densenet121-small": Recipe(),
+    # a transformer learns from scratch more slowly: more epochs, a smaller step
+    "vit-small": Recipe(epochs=16, learning_rate=5e-4),
+}
+
+
+@dataclass(frozen=True)
+class ZooMember:
+    """One classifier of the benchmark: its architecture, dataset, training (``plain`` or ``masking``)
+    and split (``tuning`` or ``held-out``)."""
+
+    arch: str
+    dataset: str
+    training: str
+
+    @property
+    def split(self) -> str:
+        """``tuning`` when defaults may be chosen on this classifier, else ``held-out``."""
+        tuned = self.training == "plain" and self.arch in TUNING_ARCHS and self.dataset in TUNING_DATASETS
+        return "tuning" if tuned else "held-out"
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.arch}/{self.training}"
+
+
+def zoo_members(
+    classifiers: str = "plain", split: str = "all", datasets: tuple[str, ...] = DATASETS_2D,
+    archs: tuple[str, ...] = ZOO_ARCHS,
+) -> list[ZooMember]:
+    """The classifiers of a benchmark run, datasets outermost. ``classifiers``: ``plain`` (the zoo),
+    ``masking`` (the shipped masking-trained demo classifiers) or ``all``; ``split``: ``tuning``,
+    ``held-out`` or ``all`` (the masking group is never tuned on: it is reported as held out)."""
+    if classifiers not in ZOO_GROUPS:
+        raise ValueError(f"classifiers must be one of {ZOO_GROUPS}, got {classifiers!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    unknown = sorted(set(archs) - set(ZOO_ARCHS))
+    if unknown:
+        raise ValueError(f"unknown zoo architecture(s) {unknown}; expected any of {ZOO_ARCHS}")
+    members = []
+    for dataset in datasets:
+        if dataset not in DATASETS_2D:
+            raise ValueError(f"the classifier zoo covers the 2D datasets {DATASETS_2D}, not {dataset!r}")
+        if classifiers in ("plain", "all"):
+            members.extend(ZooMember(arch, dataset, "plain") for arch in archs)
+        if classifiers in ("masking", "all"):
+            members.append(ZooMember("resnet18-small", dataset, "masking"))
+    return [m for m in members if split == "all" or m.split == split]
+
+
+def zoo_checkpoint_path(member: ZooMember) -> Path:
+    """Where a plain zoo classifier is kept: the repository's ``zoo/`` folder in a checkout, else the
+    user cache; the masking group is the shipped demo checkpoint."""
+    if member.training == "masking":
+        return demo_checkpoint_path(member.dataset, member.arch)
+    name = f"{member.dataset}-{member.arch}.pt"
+    if REPOSITORY_ZOO.is_dir():
+        return REPOSITORY_ZOO / name
+    return CACHE_ZOO / name
+
+
+def train_zoo_classifier(member: ZooMember, progress: bool = True, seed: int = 0) -> TrainedClassifier:
+    """Train one plain zoo classifier by its architecture's :data:`RECIPES` entry (no masking, ordinary
+    augmentation; seeded, so rerunning reproduces it)."""
+    from medcam_dicom.benchmark.training import train_classifier
+
+    if member.training != "plain":
+        raise ValueError(f"{member.name}: only the plain classifiers are trained here (scripts/train_demo_models.py "
+                         "trains the masking-trained demo classifiers)")
+    recipe = RECIPES[member.arch]
+    return train_classifier(
+        member.dataset, arch=member.arch, epochs=recipe.epochs, train_images=recipe.train_images,
+        learning_rate=recipe.learning_rate, masking=0.0, augment=True, seed=seed, progress=progress,
+    )
+
+
+def load_zoo_classifier(member: ZooMember, progress: bool = True) -> TrainedClassifier:
+    """The classifier of a zoo member, trained and saved first when its checkpoint is missing."""
+    path = zoo_checkpoint_path(member)
+    if not path.is_file():
+        if member.training == "masking":
+            raise ValueError(f"no demo classifier at {path}; run scripts/train_demo_models.py")
+        model = train_zoo_classifier(member, progress=progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(path)
+    return TrainedClassifier.load(path)

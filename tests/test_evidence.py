@@ -1,0 +1,233 @@
+"""Whether evidence is real: comprehensiveness, minimality, the random-mask null check, the deletion
+term, the ranking baselines (Grad-CAM++, RISE) and the classifier zoo they are measured on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import BlobDetector, IgnoresInput, LooksAtCorner, blob_image
+
+from medcam_dicom.benchmark.metrics import pointing_game, precision, removal, smallest_faithful_area
+from medcam_dicom.benchmark.run import ImageResult, minimality_ratio
+from medcam_dicom.benchmark.training import ordinary_augmentation
+from medcam_dicom.benchmark.zoo import (
+    TUNING_ARCHS,
+    TUNING_DATASETS,
+    ZOO_ARCHS,
+    ZooMember,
+    zoo_checkpoint_path,
+    zoo_members,
+)
+from medcam_dicom.explain.comparison import GradCAMSaliency, RISESaliency, explain_at_area
+from medcam_dicom.explain.config import MedCAMConfig
+from medcam_dicom.explain.medcam import MedCAM
+from medcam_dicom.explain.null_check import blob_size, random_keep_rate, random_smooth_masks
+from medcam_dicom.models.architectures import ARCHITECTURES, build_classifier
+from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path
+
+
+def corner_image() -> torch.Tensor:
+    image = torch.zeros(1, 16, 16)
+    image[:, :8, :8] = 1.0
+    return image
+
+
+def test_precision_counts_the_share_of_the_mask_on_the_finding():
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[0, :] = True
+    truth = torch.zeros(4, 4, dtype=torch.bool)
+    truth[0, :2] = True
+    assert precision(mask, truth) == 0.5
+    assert precision(torch.zeros(4, 4, dtype=torch.bool), truth) == 0.0
+
+
+def test_removal_flips_the_decision_only_when_the_used_evidence_is_removed():
+    classifier, image = LooksAtCorner(), corner_image()
+    baseline = torch.zeros_like(image)
+    corner = torch.zeros(16, 16, dtype=torch.bool)
+    corner[:8, :8] = True
+    probability, flips = removal(classifier, image, corner, 1, baseline)
+    assert flips and probability < 0.01
+    probability, flips = removal(classifier, image, ~corner, 1, baseline)
+    assert not flips and probability > 0.99
+
+
+def test_minimality_finds_the_smallest_faithful_top_k_area_of_a_ranking():
+    classifier, image = LooksAtCorner(), corner_image()
+    baseline = torch.zeros_like(image)
+    good = torch.zeros(16, 16)
+    good[:8, :8] = 1.0 + torch.rand(8, 8)  # the corner first
+    bad = torch.rand(16, 16)
+    bad[:8, :8] -= 2.0  # the corner last
+    # the corner's mean must exceed 0.5: a little over half of its 64 voxels (a quarter of the image)
+    smallest_good = smallest_faithful_area(classifier, image, good, 1, baseline)
+    smallest_bad = smallest_faithful_area(classifier, image, bad, 1, baseline)
+    assert 0.125 <= smallest_good <= 0.16
+    assert smallest_bad == 1.0
+    assert smallest_faithful_area(IgnoresInput(), image, good, 1, baseline) is None  # class 1 never wins
+
+
+def test_minimality_ratio_compares_with_the_best_ranking_on_each_image():
+    def row(index: int, method: str, area: float, smallest: float | None = None, faithful: bool = True):
+        return ImageResult("ct", index, 1, method, 1, 0.9, 0.9, faithful, area, 0.0, 0.0, 0.0, 0.0, 0,
+                           smallest_faithful_area=smallest)
+
+    results = [row(0, "medcam", 0.02), row(0, "gradcam", 0.02, 0.04), row(0, "rise", 0.02, 0.01),
+               row(1, "medcam", 0.03), row(1, "gradcam", 0.03, 0.06), row(1, "rise", 0.03, None),
+               row(2, "medcam", 0.5, faithful=False), row(2, "gradcam", 0.5, 0.1)]
+    # image 0: 0.02 / 0.01 (rise is best); image 1: 0.03 / 0.06; image 2: not faithful, left out
+    assert minimality_ratio(results, "medcam") == pytest.approx((2.0 + 0.5) / 2)
+
+
+def test_random_smooth_masks_have_the_requested_area_and_blob_size():
+    generator = torch.Generator().manual_seed(0)
+    masks = random_smooth_masks((64, 64), 200, 8, generator, blob=16.0)
+    assert masks.shape == (8, 64, 64) and masks.dtype == torch.bool
+    assert (masks.flatten(1).sum(1) == 200).all()
+    assert not torch.equal(masks[0], masks[1])
+    _, image_disk = blob_image(64, (20, 20), 8.0)
+    assert blob_size(image_disk) == pytest.approx(float(image_disk.sum()) ** 0.5)
+
+
+def test_null_check_tells_a_decision_any_region_keeps_from_one_only_the_evidence_keeps():
+    image, disk = blob_image()
+    baseline = torch.zeros_like(image)
+    # the blob detector needs the blob: random regions of the blob's size almost never hold it
+    assert random_keep_rate(BlobDetector(), image, disk, 1, baseline, count=32) <= 0.2
+    # a classifier that ignores its input keeps "class 0" on any region: the check says so
+    assert random_keep_rate(IgnoresInput(), image, disk, 0, baseline, count=32) == 1.0
+    with pytest.raises(ValueError, match="at least one"):
+        random_keep_rate(BlobDetector(), image, disk, 1, baseline, count=0)
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "rise"])
+def test_gradcam_plus_plus_and_rise_point_at_the_blob(method):
+    classifier = BlobDetector()
+    image, disk = blob_image()
+    if method == "gradcam++":
+        ranker = GradCAMSaliency(classifier, plus_plus=True)
+    else:
+        ranker = RISESaliency(classifier, masks=400)
+    area = float(disk.float().mean())
+    explanation, saliency = explain_at_area(ranker, classifier, image, area, torch.zeros_like(image))
+    assert explanation.method == method and saliency.shape == (32, 32)
+    assert pointing_game(saliency, disk)
+    assert explanation.faithful
+    assert all(p.grad is None for p in classifier.parameters())
+
+
+def test_rise_is_reproducible():
+    classifier = BlobDetector()
+    image, _ = blob_image()
+    first = RISESaliency(classifier, masks=50).saliency(image, 1)
+    assert torch.equal(first, RISESaliency(classifier, masks=50).saliency(image, 1))
+
+
+def test_deletion_term_makes_the_mask_hold_all_of_the_evidence(fast_config):
+    """Two blobs, either enough for the decision: the minimal mask keeps one, and removing it leaves the
+    decision standing on the other; with the deletion term the mask covers both, so removing it flips."""
+    image, first = blob_image(32, (9, 9), 4.0)
+    second_image, second = blob_image(32, (22, 22), 4.0)
+    image = torch.maximum(image, second_image)
+    classifier = BlobDetector()
+    plain_explainer = MedCAM(classifier, config=fast_config)
+    plain = plain_explainer.explain(image)
+    assert plain.faithful
+    _, flips_plain = removal(classifier, image, plain.mask, 1, plain_explainer.baseline(image))
+    config = MedCAMConfig.from_dict({**fast_config.to_dict(), "weights": {"deletion": 50.0}})
+    explainer = MedCAM(classifier, config=config)
+    complete = explainer.explain(image, record_history=True)
+    assert "deletion" in complete.history[0]
+    assert complete.faithful
+    _, flips = removal(classifier, image, complete.mask, 1, explainer.baseline(image))
+    assert not flips_plain and flips
+    assert (complete.mask & first).any() and (complete.mask & second).any()
+
+
+def test_zoo_split_tunes_on_two_architectures_and_two_datasets_and_holds_out_the_rest():
+    plain = zoo_members("plain")
+    assert len(plain) == 4 * len(ZOO_ARCHS)
+    tuning = zoo_members("plain", "tuning")
+    assert {(m.arch, m.dataset) for m in tuning} == {(a, d) for a in TUNING_ARCHS for d in TUNING_DATASETS}
+    held_out = zoo_members("all", "held-out")
+    assert not {m.name for m in held_out} & {m.name for m in tuning}
+    assert len(held_out) == len(plain) - len(tuning) + 4  # the four masking-trained classifiers
+    masking = zoo_members("masking")
+    assert all(m.split == "held-out" for m in masking)
+    assert zoo_checkpoint_path(masking[0]) == demo_checkpoint_path(masking[0].dataset, "resnet18-small")
+    with pytest.raises(ValueError, match="2D datasets"):
+        zoo_members("plain", datasets=("ct3d",))
+    with pytest.raises(ValueError, match="classifiers"):
+        zoo_members("ours")
+    assert ZooMember("vit-small", "ct", "plain").split == "held-out"
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_returns_logits_and_survives_a_checkpoint(arch, tmp_path):
+    network = build_classifier(arch, 2, 3, 2, (64, 64)).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        out = network(x)
+    logits = out[0] if isinstance(out, tuple) else out
+    assert logits.shape == (2, 2)
+    model = TrainedClassifier(network, arch, "fundus", 2, 3, (0.5,) * 3, (0.2,) * 3, ("normal", "lesion"), {},
+                              spatial_shape=(64, 64))
+    model.save(tmp_path / "model.pt")
+    loaded = TrainedClassifier.load(tmp_path / "model.pt")
+    assert loaded.spatial_shape == (64, 64)
+    with torch.no_grad():
+        again = loaded.network(x)
+    again = again[0] if isinstance(again, tuple) else again
+    assert torch.allclose(logits, again, atol=5e-2)
+
+
+def test_ordinary_augmentation_flips_shifts_and_jitters_reproducibly():
+    images = torch.rand(6, 1, 32, 32)
+    first = ordinary_augmentation(images, torch.Generator().manual_seed(3))
+    assert first.shape == images.shape
+    assert torch.equal(first, ordinary_augmentation(images, torch.Generator().manual_seed(3)))
+    assert not torch.allclose(first, images)
+    # a shift moves content but keeps the value range up to the intensity jitter
+    assert float(first.max()) <= 1.0 * 1.1 + 0.1 + 1e-6
+
+
+def test_every_explanation_carries_the_null_check_and_says_when_it_is_not_specific(fast_config):
+    image, _ = blob_image()
+    specific = MedCAM(BlobDetector(), config=fast_config).explain(image)
+    assert specific.faithful and specific.random_keep is not None and specific.random_keep < 0.25
+    assert specific.specific is True and specific.summary()["specific"] is True
+    # a classifier that ignores the image keeps its decision on every random region: not specific
+    anything = MedCAM(IgnoresInput(), config=fast_config).explain(image)
+    assert anything.faithful and anything.random_keep == 1.0 and anything.specific is False
+    off = MedCAMConfig.from_dict({**fast_config.to_dict(), "null_masks": 0})
+    skipped = MedCAM(IgnoresInput(), config=off).explain(image)
+    assert skipped.random_keep is None and skipped.specific is None
+    with pytest.raises(ValueError, match="null_limit"):
+        MedCAMConfig(null_limit=0.0)
+
+
+def test_the_secondary_capture_warns_a_reader_when_the_evidence_is_not_specific():
+    from medcam_dicom.dicom.results import EvidenceMask
+    from medcam_dicom.dicom.write_sc import evidence_lines
+    from medcam_dicom.explain.explanation import Explanation
+
+    def item(specific: bool | None, keep: float | None) -> EvidenceMask:
+        explanation = Explanation(torch.ones(4, 4, dtype=torch.bool), torch.ones(4, 4), 1, 0.9, 0.95, True, 0.1, 5,
+                                  1.0, random_keep=keep, specific=specific)
+        return EvidenceMask(1, "lesion", (0,), torch.ones(1, 4, 4).numpy(), explanation)
+
+    assert not any("CAUTION" in line for line in evidence_lines([item(True, 0.05)]))
+    assert not any("CAUTION" in line for line in evidence_lines([item(None, None)]))
+    warned = evidence_lines([item(False, 0.6)])
+    assert any("CAUTION: 60% of random regions of this size also keep lesion" in line for line in warned)
+
+
+@pytest.mark.parametrize("logit", [-200.0, -40.0, 0.0, 40.0, 200.0])
+def test_a_saturated_mask_logit_still_has_a_gradient(logit):
+    from medcam_dicom.explain.mask_network import GRADIENT_FLOOR, mask_probabilities
+
+    z = torch.tensor([logit], requires_grad=True)
+    p = mask_probabilities(z)
+    assert 0.002 < float(p) < 0.998  # bounded: never fully 0 or 1
+    (gradient,) = torch.autograd.grad(p.sum(), z)
+    assert float(gradient) >= GRADIENT_FLOOR * float(p * (1 - p)) * 0.999 > 1e-4
