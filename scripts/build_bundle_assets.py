@@ -17,9 +17,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from medcam_dicom.benchmark.data import generate
 from medcam_dicom.benchmark.training import TEST_SEED
 from medcam_dicom.checkpoints import half_state, save_checkpoint
+from medcam_dicom.data.synthetic import generate
 from medcam_dicom.dicom.examples import write_lesion_examples
 from medcam_dicom.models.demo import demo_explainer_path, load_demo_classifier
 

@@ -7,8 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from medcam_dicom import AmortizedMedCAM, MedCAMConfig
-from medcam_dicom.benchmark.data import generate
 from medcam_dicom.benchmark.training import TEST_SEED
+from medcam_dicom.data.synthetic import generate
 from medcam_dicom.explain.verification import verify_mask
 from medcam_dicom.models.demo import demo_explainer_path, load_demo_classifier
 from tests.conftest import BlobDetector, blob_image
@@ -29,7 +29,9 @@ def blob_dataset(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="module")
 def trained_on_blobs() -> tuple[AmortizedMedCAM, torch.Tensor, torch.Tensor]:
     classifier = BlobDetector()
-    config = MedCAMConfig(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,))
+    # no log-odds margin: on this max-pooling toy detector the margin (masked log-odds >= full + 0.1) asks for
+    # the blob's whole neighbourhood; measured here: area 0.18 and IoU 0.26 with it, 0.05 and 0.58 without
+    config = MedCAMConfig(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,), weights={"margin": 0.0})
     explainer = AmortizedMedCAM(classifier, config=config, width=16, coarseness=2)
     train, _ = blob_dataset(96, seed=0)
     val, val_disks = blob_dataset(16, seed=1)

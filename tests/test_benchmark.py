@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import BlobDetector, LooksAtCorner, blob_image
 
-from medcam_dicom.benchmark.data import SPECS, generate
 from medcam_dicom.benchmark.metrics import deletion_insertion_auc, iou, necessity, pointing_game
 from medcam_dicom.benchmark.names import DATASETS, DEFAULT_METHODS
 from medcam_dicom.benchmark.training import train_classifier
 from medcam_dicom.cli import main
+from medcam_dicom.data.synthetic import SPECS, generate
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, explain_at_area, mask_at_area
 from medcam_dicom.models.demo import TrainedClassifier, load_demo_classifier
 

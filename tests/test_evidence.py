@@ -231,3 +231,32 @@ def test_a_saturated_mask_logit_still_has_a_gradient(logit):
     assert 0.002 < float(p) < 0.998  # bounded: never fully 0 or 1
     (gradient,) = torch.autograd.grad(p.sum(), z)
     assert float(gradient) >= GRADIENT_FLOOR * float(p * (1 - p)) * 0.999 > 1e-4
+
+
+def test_per_image_and_amortised_med_cam_optimise_one_loss_with_every_term(monkeypatch):
+    """Both explainers build their loss with ``losses.medcam_loss``: the amortised one once lacked the
+    margin term the per-image one had."""
+    from medcam_dicom.explain import losses
+    from medcam_dicom.explain.amortized import AmortizedMedCAM
+
+    seen: list[tuple[int, set[str]]] = []
+    real = losses.medcam_loss
+
+    def recording(config, **kwargs):
+        loss, terms = real(config, **kwargs)
+        seen.append((kwargs["masked_logits"].shape[0], set(terms)))
+        return loss, terms
+
+    monkeypatch.setattr(losses, "medcam_loss", recording)
+    weights = {"deletion": 1.0}
+    config = MedCAMConfig(max_steps=3, min_steps=3, unet_channels=(4, 8), unet_strides=(2,), weights=weights)
+    image, _ = blob_image()
+    MedCAM(BlobDetector(), config=config).explain(image)
+    per_image = [terms for batch, terms in seen if batch == 1]
+    seen.clear()
+    AmortizedMedCAM(BlobDetector(), config=config, width=8, coarseness=2).fit(
+        torch.stack([image] * 4), epochs=1, batch_size=4, progress=False)
+    amortised = [terms for batch, terms in seen if batch == 4]
+    expected = {"act", "ce", "kl", "margin", "area", "bin", "tv", "rob", "deletion"}
+    assert per_image and amortised
+    assert per_image[0] == expected and amortised[0] == expected

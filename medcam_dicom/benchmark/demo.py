@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medcam_dicom.benchmark.data import generate
 from medcam_dicom.benchmark.metrics import iou
 from medcam_dicom.benchmark.names import DATASETS
 from medcam_dicom.benchmark.run import _display
 from medcam_dicom.benchmark.training import TEST_SEED
+from medcam_dicom.data.synthetic import generate
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.models.demo import load_demo_classifier

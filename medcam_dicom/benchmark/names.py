@@ -1,14 +1,14 @@
-"""The benchmark's datasets, dataset variants and methods, by name.
+"""The benchmark's methods, classifier groups and splits by name (and the datasets, from
+:mod:`medcam_dicom.data.names`).
 
-Kept free of heavy imports: the command line builds its ``--datasets`` / ``--variant`` / ``--methods``
-choices from these without loading torch.
+Kept free of heavy imports: the command line builds its ``--methods`` / ``--classifiers`` choices from
+these without loading torch.
 """
 
-DATASETS_2D = ("ct", "mr", "fundus", "histology")
-DATASETS_3D = ("ct3d",)
-DATASETS = DATASETS_2D + DATASETS_3D
+from medcam_dicom.data.names import DATASETS, DATASETS_2D, DATASETS_3D, VARIANTS
 
-VARIANTS = ("standard", "heldout")
+__all__ = ["DATASETS", "DATASETS_2D", "DATASETS_3D", "VARIANTS", "METHODS", "DEFAULT_METHODS", "RANKING_METHODS",
+           "CLASSIFIER_GROUPS", "SPLITS"]
 
 METHODS = ("medcam", "gradcam", "gradcam++", "occlusion", "rise", "amortized", "amortized+refine")
 DEFAULT_METHODS = ("medcam", "gradcam", "gradcam++", "occlusion", "rise")

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from medcam_dicom.benchmark.data import GroundTruthSet, generate
 from medcam_dicom.benchmark.metrics import (
     deletion_insertion_auc,
     iou,
@@ -34,6 +33,7 @@ from medcam_dicom.benchmark.metrics import (
 from medcam_dicom.benchmark.names import DATASETS, DEFAULT_METHODS, METHODS, RANKING_METHODS
 from medcam_dicom.benchmark.training import TEST_SEED, train_classifier
 from medcam_dicom.benchmark.zoo import load_zoo_classifier, zoo_members
+from medcam_dicom.data.synthetic import GroundTruthSet, generate
 from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.baselines import make_baseline
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, RISESaliency, explain_at_area

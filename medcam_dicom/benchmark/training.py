@@ -10,7 +10,7 @@ from monai.networks.layers import GaussianFilter
 from torch import nn
 from tqdm.auto import tqdm
 
-from medcam_dicom.benchmark.data import CLASS_NAMES, SPECS, generate
+from medcam_dicom.data.synthetic import CLASS_NAMES, SPECS, generate
 from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.verification import forward_logits

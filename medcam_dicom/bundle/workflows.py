@@ -59,7 +59,7 @@ def load_weights(network: nn.Module, checkpoint: str | Path) -> nn.Module:
 def benchmark_classifier(network: nn.Module, dataset: str, mean: Sequence[float], std: Sequence[float]) -> Any:
     """The bundle's ``network_def`` as a :class:`~medcam_dicom.models.demo.TrainedClassifier` of a
     benchmark dataset (its shape and class names), with the bundle's normalisation."""
-    from medcam_dicom.benchmark.data import CLASS_NAMES, SPECS
+    from medcam_dicom.data.synthetic import CLASS_NAMES, SPECS
     from medcam_dicom.models.demo import TrainedClassifier
 
     spec = SPECS[dataset]

@@ -32,7 +32,7 @@ def example_inputs() -> list[Path]:
 
 
 def _lesion_image(dataset: str) -> np.ndarray:
-    from medcam_dicom.benchmark.data import generate
+    from medcam_dicom.data.synthetic import generate
 
     images = generate(dataset, 2, seed=LESION_SEED)
     return images.images[1].numpy()  # index 1: class "lesion"

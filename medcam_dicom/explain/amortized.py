@@ -3,37 +3,37 @@ over images), so that explaining a new image costs one forward pass. Every mask 
 re-running the classifier on the hard-masked image; a mask that fails can be refined per image from the
 amortised network as a warm start (:meth:`MedCAM.refine`).
 
-The network (:class:`FeatureMaskDecoder`) has one output channel per class, so any class can be
-explained; it is trained on the classifier's top-1 decisions, the ones the DICOM path explains.
+The network (:class:`~medcam_dicom.explain.amortized_network.FeatureMaskDecoder`) has one output channel
+per class, so any class can be explained; it is trained on the classifier's top-1 decisions, the ones the
+DICOM path explains. The network, the training loop (:mod:`medcam_dicom.explain.amortized_training`) and
+the training-data adapters (:mod:`medcam_dicom.explain.batches`) live in their own modules; this one
+holds the explainer: building, prediction, evaluation, explanation with refinement, persistence.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from monai.networks.blocks import Convolution
 from torch import nn
 from tqdm.auto import tqdm
 
 from medcam_dicom.checkpoints import load_checkpoint, save_checkpoint
-from medcam_dicom.explain import losses
-from medcam_dicom.explain.baselines import robustness_backgrounds
+from medcam_dicom.explain.amortized_network import ClassMaskNetwork, FeatureMaskDecoder
+from medcam_dicom.explain.amortized_training import train_amortized
+from medcam_dicom.explain.batches import as_batch
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import FeatureRecorder
 from medcam_dicom.explain.mask_network import (
     mask_probabilities,
-    straight_through_mask,
 )
-from medcam_dicom.explain.medcam import MedCAM, default_layer_weights
+from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.null_check import attach_null_check
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
@@ -43,111 +43,6 @@ CHECKPOINT_FORMAT = "medcam-dicom-amortized/1"
 AUTO = "auto"
 #: area fractions tried (in one batched forward) when an amortised mask is not faithful
 REFINE_AREAS = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
-
-
-class FeatureMaskDecoder(nn.Module):
-    """The amortised explainer network: mask logits for every class, ``(B, K, *spatial)``, decoded from
-    the image and from the classifier's own feature maps (the matched layers, recorded during the
-    forward pass that decides the target anyway).
-
-    Reading the classifier's features is what makes one network serve a whole dataset: an explainer that
-    sees only pixels must rediscover what the classifier responds to, and in our measurements a plain
-    U-Net trained over a dataset learned a per-class shortcut (keep everything for one class, nothing
-    for the other) instead of localising. Dabkowski & Gal (2017) build their real-time saliency model on
-    the classifier's feature pyramid for the same reason. Each feature map goes through a 1x1
-    convolution, is resized to ``1/coarseness`` of the image and summed with a convolution of the
-    downsampled image; two 3x3 convolutions and a 1x1 convolution give the coarse logits, interpolated
-    back to full size. Coarse masks also keep the explainer from "drawing" evidence with fine speckle.
-    """
-
-    def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        feature_channels: Sequence[int],
-        num_classes: int,
-        width: int = 32,
-        coarseness: int = 4,
-        initial_keep_probability: float = 0.55,
-    ) -> None:
-        super().__init__()
-        self.spatial_dims = spatial_dims
-        self.coarseness = coarseness
-        self.stem = Convolution(spatial_dims, in_channels, width, kernel_size=3, act="relu", norm="batch")
-        self.laterals = nn.ModuleList(
-            Convolution(spatial_dims, channels, width, kernel_size=1, conv_only=True)
-            for channels in feature_channels
-        )
-        self.head = nn.Sequential(
-            Convolution(spatial_dims, width, width, kernel_size=3, act="relu", norm="batch"),
-            Convolution(spatial_dims, width, width, kernel_size=3, act="relu", norm="batch"),
-            Convolution(spatial_dims, width, num_classes, kernel_size=1, conv_only=True),
-        )
-        last = self.head[-1].conv
-        with torch.no_grad():
-            last.weight.mul_(0.1)
-            last.bias.fill_(math.log(initial_keep_probability / (1.0 - initial_keep_probability)))
-
-    def forward(self, image: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        spatial = tuple(image.shape[2:])
-        coarse = tuple(max(1, math.ceil(size / self.coarseness)) for size in spatial)
-        mode = "bilinear" if self.spatial_dims == 2 else "trilinear"
-        pool = F.adaptive_avg_pool2d if self.spatial_dims == 2 else F.adaptive_avg_pool3d
-        fused = self.stem(pool(image, coarse))
-        for lateral, feature in zip(self.laterals, features):
-            fused = fused + F.interpolate(lateral(feature), size=coarse, mode=mode, align_corners=False)
-        return F.interpolate(self.head(fused), size=spatial, mode=mode, align_corners=False)
-
-
-class ClassMaskNetwork(nn.Module):
-    """The amortised decoder seen through one image and one class: ``(1, C, *spatial)`` image to
-    ``(1, 1, *spatial)`` logits of ``target``, with the classifier features of that image held fixed.
-    This is the warm start handed to :meth:`MedCAM.refine`."""
-
-    def __init__(
-        self, decoder: FeatureMaskDecoder, features: Sequence[torch.Tensor], target: int, shift: float = 0.0
-    ) -> None:
-        super().__init__()
-        self.decoder = decoder
-        self.features = [feature.detach() for feature in features]
-        self.target = target
-        self.shift = shift  # subtracted from the logits: moves the mask's threshold
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.decoder(image, self.features)[:, self.target : self.target + 1] - self.shift
-
-
-def _images_of(item: Any) -> torch.Tensor:
-    """The image batch in a data-loader item: a tensor, a ``{"image": ...}`` dict or an ``(image, ...)``
-    tuple (MONAI and torchvision conventions)."""
-    if isinstance(item, dict):
-        if "image" not in item:
-            raise ValueError(f"a data-loader item is a dict without an 'image' key (keys: {sorted(item)})")
-        item = item["image"]
-    elif isinstance(item, (tuple, list)) and item and isinstance(item[0], torch.Tensor):
-        item = item[0]
-    if not isinstance(item, torch.Tensor):
-        raise ValueError(f"expected image tensors from the training data, got {type(item).__name__}")
-    return item.as_tensor() if hasattr(item, "as_tensor") else item
-
-
-def _as_batch(images: torch.Tensor | np.ndarray | Sequence[torch.Tensor]) -> torch.Tensor:
-    """Images ``(N, C, *spatial)`` from a batch tensor/array or a sequence of ``(C, *spatial)`` images."""
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
-    if isinstance(images, torch.Tensor):
-        if images.ndim not in (4, 5):
-            raise ValueError(
-                f"expected a batch (N, C, H, W) or (N, C, D, H, W), got shape {tuple(images.shape)}"
-            )
-        return images.float()
-    items = [as_image_tensor(image) for image in images]
-    if not items:
-        raise ValueError("got no images")
-    shapes = {tuple(item.shape) for item in items}
-    if len(shapes) > 1:
-        raise ValueError(f"all images must have one shape to be batched, got {sorted(shapes)}")
-    return torch.stack(items)
 
 
 class AmortizedMedCAM:
@@ -277,137 +172,10 @@ class AmortizedMedCAM:
             The per-epoch history: training loss and, with ``val``, validation figures
             (``faithful_pct``, ``area_fraction``, ``iou``), also kept in :attr:`history`.
         """
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        in_memory = isinstance(images, (torch.Tensor, np.ndarray, list, tuple))
-        if not in_memory and not hasattr(images, "__len__"):
-            raise ValueError("training data must be a tensor, a list of images or an iterable of batches with a "
-                             "len() (a DataLoader); a generator cannot be read once per epoch")
-        train = _as_batch(images) if in_memory else None
-        first = (train[:1] if train is not None else _images_of(next(iter(images)))[:1]).float().to(self.device)
-        check_channels(self.classifier, first[0])
-        if self.network is None:
-            self._build_for(first[0])
-        network = self._require_network(first[0])
-        assert network is not None
-        parameters = list(network.parameters())
-        steps_per_epoch = math.ceil(len(train) / batch_size) if train is not None else len(images)
-        optimiser = torch.optim.Adam(parameters, lr=learning_rate)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimiser, max_lr=learning_rate, total_steps=epochs * steps_per_epoch, pct_start=0.1
+        return train_amortized(
+            self, images, epochs=epochs, val=val, batch_size=batch_size, learning_rate=learning_rate,
+            checkpoint=checkpoint, keep_best=keep_best, progress=progress,
         )
-        generator = torch.Generator().manual_seed(self.config.seed)
-        device_generator = torch.Generator(device=self.device).manual_seed(self.config.seed + 1)
-        layers = self.medcam.matched_layers(first[0].to(self.device))
-        started = time.perf_counter()
-        best: tuple[tuple[float, float], dict[str, torch.Tensor]] | None = None
-        for epoch in range(epochs):
-            if train is not None:
-                order = torch.randperm(len(train), generator=generator)
-                batches: Iterator[torch.Tensor] = (
-                    train[order[i : i + batch_size]] for i in range(0, len(train), batch_size)
-                )
-            else:
-                batches = (_images_of(item) for item in images)
-            bar = tqdm(batches, total=steps_per_epoch, desc=f"amortised Med-CAM epoch {epoch + 1}/{epochs}",
-                       unit="batch", disable=not progress, leave=False)
-            running, faithful_running = 0.0, 0.0
-            for step, batch in enumerate(bar):
-                network.train()
-                loss, faithful = self._training_step(batch.float().to(self.device), layers, device_generator)
-                optimiser.zero_grad(set_to_none=True)
-                gradients = torch.autograd.grad(loss, parameters)
-                for parameter, gradient in zip(parameters, gradients):
-                    parameter.grad = gradient
-                optimiser.step()
-                if scheduler.last_epoch < scheduler.total_steps - 1:
-                    scheduler.step()
-                running = loss.item() if step == 0 else 0.9 * running + 0.1 * loss.item()
-                faithful_running = faithful if step == 0 else 0.9 * faithful_running + 0.1 * faithful
-                bar.set_postfix(loss=f"{running:.3f}", faithful=f"{faithful_running:.2f}")
-            network.eval()
-            row: dict[str, Any] = {"epoch": epoch + 1, "loss": running, "train_faithful": faithful_running,
-                                   "seconds": time.perf_counter() - started}
-            if val is not None:
-                row.update(self.evaluate(*(val if isinstance(val, tuple) else (val, None))))
-            self.history.append(row)
-            if val is not None and keep_best:
-                quality = row.get("iou", -row["area_fraction"])
-                score = (quality, 0.0) if row["faithful_pct"] >= 98.0 else (-math.inf, row["faithful_pct"])
-                if best is None or score > best[0]:
-                    best = (score, copy.deepcopy(network.state_dict()))
-                    row["best"] = True
-            if progress:
-                shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-                tqdm.write(f"amortised Med-CAM: {shown}")
-            if checkpoint is not None:
-                self.save(checkpoint)
-        if best is not None:
-            network.load_state_dict(best[1])
-            if checkpoint is not None:
-                self.save(checkpoint)
-        return self.history
-
-    def _training_step(
-        self, batch: torch.Tensor, layers: list[Any], generator: torch.Generator
-    ) -> tuple[torch.Tensor, float]:
-        """The Med-CAM loss of one batch (every term averaged over images, the classifier seeing the
-        straight-through binary mask as in per-image Med-CAM) and its faithful fraction."""
-        config, weights = self.config, self.config.weights
-        names = [layer.name for layer in layers]
-        layer_weights = list(config.layer_weights or default_layer_weights(len(layers)))
-        count = batch.shape[0]
-        with evaluation_mode(self.classifier), FeatureRecorder(self.classifier, names) as recorder:
-            with torch.no_grad():
-                full_logits = forward_logits(self.classifier, batch)
-                full_features = [recorder.outputs[name].detach() for name in names]
-                targets = full_logits.argmax(dim=1)
-                baselines = self._baselines(batch)
-            decoder_inputs = [full_features[names.index(name)] for name in self.feature_layers]
-            soft_all = mask_probabilities(self._mask_logits(batch, decoder_inputs))
-            soft = soft_all.gather(1, targets.view(-1, *[1] * (soft_all.ndim - 1)).expand(
-                -1, 1, *soft_all.shape[2:]))
-            mask = straight_through_mask(soft, config.threshold)
-            inputs = [mask * batch + (1.0 - mask) * baselines]
-            use_robustness = weights.rob > 0 and len(config.robustness_backgrounds) > 0
-            if use_robustness:
-                # one background per image and step (the per-image method uses all of them every step)
-                with torch.no_grad():
-                    kinds = config.robustness_backgrounds
-                    choice = torch.randint(len(kinds), (count,), generator=generator, device=generator.device)
-                    backgrounds = torch.stack([
-                        robustness_backgrounds(image, (kinds[int(k)],), generator)[0]
-                        for image, k in zip(batch, choice)
-                    ])
-                inputs.append(mask * batch + (1.0 - mask) * backgrounds)
-            logits = forward_logits(self.classifier, torch.cat(inputs))
-            masked_logits = logits[:count]
-            faithful = masked_logits.argmax(dim=1) == targets
-            terms: dict[str, torch.Tensor] = {}
-            if weights.act > 0:
-                masked_features = [recorder.outputs[name][:count] for name in names]
-                terms["act"] = losses.activation_matching_loss(
-                    full_features, masked_features, layer_weights, len(layers) // 2
-                )
-            if weights.ce > 0:
-                terms["ce"] = losses.ce_loss(masked_logits, targets)
-            if weights.kl > 0:
-                terms["kl"] = losses.kl_loss(full_logits, masked_logits, config.temperature)
-            if weights.area > 0:
-                # the area gate of per-image Med-CAM, per image: less pressure where the decision is lost
-                gate = torch.where(faithful, 1.0, config.area_gate).to(soft.dtype)
-                terms["area"] = (soft.flatten(1).mean(1) * gate).mean()
-            if weights.bin > 0:
-                terms["bin"] = losses.binarisation_loss(soft)
-            if weights.tv > 0:
-                # on the mask the classifier sees: a speckled binary mask costs even where p is smooth
-                terms["tv"] = losses.total_variation_loss(mask)
-            if use_robustness:
-                terms["rob"] = F.cross_entropy(logits[count:], targets)
-            loss = sum(getattr(weights, name) * value for name, value in terms.items())
-        return loss, float(faithful.float().mean())
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -417,7 +185,7 @@ class AmortizedMedCAM:
         """Unverified masks for a batch ``(B, C, *spatial)`` from one forward pass of the classifier and of
         the decoder: ``target``, ``probability``, ``mask`` (bool), ``soft_mask`` per image and the
         decoder's input ``features`` (a list, one batch tensor per layer)."""
-        batch = _as_batch(images).to(self.device)
+        batch = as_batch(images).to(self.device)
         self._require_network(batch[0]).eval()
         logits, recorded = self._classify(batch, self.feature_layers)
         features = [recorded[name] for name in self.feature_layers]
@@ -441,7 +209,7 @@ class AmortizedMedCAM:
         """Validation figures without refinement: ``faithful_pct`` (decision kept by the hard mask,
         verified by re-running the classifier), mean ``area_fraction`` and, with ground-truth
         ``evidence`` masks, mean ``iou`` over the images whose evidence is not empty."""
-        images = _as_batch(images)
+        images = as_batch(images)
         faithful, areas, ious = [], [], []
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size].to(self.device)
@@ -563,7 +331,7 @@ class AmortizedMedCAM:
         progress: bool = False,
     ) -> list[Explanation]:
         """:meth:`explain` for each image of a batch ``(B, C, ...)`` or a sequence of images."""
-        items = list(_as_batch(images))
+        items = list(as_batch(images))
         if targets is not None and len(targets) != len(items):
             raise ValueError(f"got {len(targets)} targets for {len(items)} images")
         chosen = list(targets) if targets is not None else [None] * len(items)

@@ -7,8 +7,13 @@ spatial layers or ``(B, N, D)`` for token layers.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from medcam_dicom.explain.config import MedCAMConfig
 
 
 def cosine_feature_distance(full: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
@@ -106,3 +111,59 @@ def deletion_loss(removed_logits: torch.Tensor, target: torch.Tensor) -> torch.T
     of the image still supports the target, zero once it does not (``softplus`` of the target log-odds,
     which keeps its gradient where the probability saturates)."""
     return F.softplus(target_log_odds(removed_logits, target)).mean()
+
+
+def medcam_loss(
+    config: MedCAMConfig,
+    *,
+    full_logits: torch.Tensor,
+    masked_logits: torch.Tensor,
+    targets: torch.Tensor,
+    full_features: list[torch.Tensor],
+    masked_features: list[torch.Tensor],
+    layer_weights: list[float],
+    soft_mask: torch.Tensor,
+    tv_mask: torch.Tensor,
+    robustness_logits: torch.Tensor | None = None,
+    robustness_targets: torch.Tensor | None = None,
+    removed_logits: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The whole Med-CAM loss of a batch of ``B`` images (per-image Med-CAM: ``B = 1``; the amortised
+    explainer: a training batch), so that both optimise the same objective.
+
+    ``full_logits`` / ``masked_logits`` ``(B, K)`` on the full and the hard-masked images, ``targets``
+    ``(B,)``, the matched layers' features of both, ``soft_mask`` ``p`` ``(B, 1, *spatial)`` and
+    ``tv_mask`` (the mask whose total variation is penalised: ``p`` per image; the amortised explainer
+    uses the straight-through binary mask, so that speckle costs even where ``p`` is smooth). Optional:
+    the robustness rows with their targets, and the logits of the images with the evidence removed
+    (needed when ``weights.deletion > 0``). The area term is gated per image by ``config.area_gate``
+    where the masked image does not keep the target. Returns the weighted sum and the unweighted terms.
+    """
+    weights = config.weights
+    terms: dict[str, torch.Tensor] = {}
+    if weights.act > 0:
+        terms["act"] = activation_matching_loss(full_features, masked_features, layer_weights, len(layer_weights) // 2)
+    if weights.ce > 0:
+        terms["ce"] = ce_loss(masked_logits, targets)
+    if weights.kl > 0:
+        terms["kl"] = kl_loss(full_logits, masked_logits, config.temperature)
+    if weights.margin > 0:
+        terms["margin"] = margin_loss(full_logits, masked_logits, targets, config.margin_log_odds)
+    if weights.area > 0:
+        kept = masked_logits.argmax(dim=1) == targets
+        gate = torch.where(kept, 1.0, config.area_gate).to(soft_mask.dtype)
+        terms["area"] = (soft_mask.flatten(1).mean(1) * gate).mean()
+    if weights.bin > 0:
+        terms["bin"] = binarisation_loss(soft_mask)
+    if weights.tv > 0:
+        terms["tv"] = total_variation_loss(tv_mask)
+    if weights.rob > 0 and robustness_logits is not None and robustness_logits.shape[0] > 0:
+        if robustness_targets is None:
+            robustness_targets = targets.expand(robustness_logits.shape[0])
+        terms["rob"] = F.cross_entropy(robustness_logits, robustness_targets)
+    if weights.deletion > 0:
+        if removed_logits is None:
+            raise ValueError("weights.deletion > 0 needs the logits of the images with the evidence removed")
+        terms["deletion"] = deletion_loss(removed_logits, targets)
+    loss = sum((getattr(weights, name) * value for name, value in terms.items()), full_logits.new_zeros(()))
+    return loss, terms

@@ -288,7 +288,6 @@ class MedCAM:
             raise ValueError(
                 f"MedCAMConfig.layer_weights has {len(layer_weights)} entries for {len(layers)} matched layers"
             )
-        deep_from = len(layers) // 2
         use_robustness = weights.rob > 0 and len(config.robustness_backgrounds) > 0
         names = [layer.name for layer in layers]
 
@@ -342,30 +341,19 @@ class MedCAM:
                 areas.clear()
                 continue
 
-            terms: dict[str, torch.Tensor] = {}
-            if weights.act > 0:
-                masked_features = [recorder.outputs[name][:1] for name in names]
-                terms["act"] = losses.activation_matching_loss(
-                    full_features, masked_features, layer_weights, deep_from
-                )
-            if weights.ce > 0:
-                terms["ce"] = losses.ce_loss(masked_logits, target)
-            if weights.kl > 0:
-                terms["kl"] = losses.kl_loss(full_logits, masked_logits, config.temperature)
-            if weights.margin > 0:
-                terms["margin"] = losses.margin_loss(full_logits, masked_logits, target, config.margin_log_odds)
-            if weights.area > 0:
-                terms["area"] = losses.area_loss(soft)
-            if weights.bin > 0:
-                terms["bin"] = losses.binarisation_loss(soft)
-            if weights.tv > 0:
-                terms["tv"] = losses.total_variation_loss(soft)
-            if use_robustness:
-                terms["rob"] = losses.robustness_loss(logits[rows_robustness], target)
-            if weights.deletion > 0:
-                terms["deletion"] = losses.deletion_loss(logits[-1:], target)
-            scale = {"area": 1.0 if faithful_now else config.area_gate}
-            loss = sum(getattr(weights, name) * scale.get(name, 1.0) * value for name, value in terms.items())
+            loss, terms = losses.medcam_loss(
+                config,
+                full_logits=full_logits,
+                masked_logits=masked_logits,
+                targets=target,
+                full_features=full_features,
+                masked_features=[recorder.outputs[name][:1] for name in names] if weights.act > 0 else [],
+                layer_weights=layer_weights,
+                soft_mask=soft,
+                tv_mask=soft,
+                robustness_logits=logits[rows_robustness] if use_robustness else None,
+                removed_logits=logits[-1:] if weights.deletion > 0 else None,
+            )
             optimiser.zero_grad(set_to_none=True)
             # autograd.grad (not backward): no gradient ever reaches the classifier's parameters
             gradients = torch.autograd.grad(loss, parameters)

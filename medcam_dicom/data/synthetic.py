@@ -19,7 +19,7 @@ import torch
 from pydicom.data import get_testdata_file
 from scipy import ndimage
 
-from medcam_dicom.benchmark.names import DATASETS, VARIANTS
+from medcam_dicom.data.names import DATASETS, VARIANTS
 
 CLASS_NAMES = ("normal", "lesion")
 
