@@ -55,27 +55,36 @@ def test_removal_flips_the_decision_only_when_the_used_evidence_is_removed():
 def test_minimality_finds_the_smallest_faithful_top_k_area_of_a_ranking():
     classifier, image = LooksAtCorner(), corner_image()
     baseline = torch.zeros_like(image)
-    good = torch.zeros(16, 16)
+    good = 0.5 * torch.rand(16, 16)
     good[:8, :8] = 1.0 + torch.rand(8, 8)  # the corner first
     bad = torch.rand(16, 16)
     bad[:8, :8] -= 2.0  # the corner last
     # the corner's mean must exceed 0.5: a little over half of its 64 voxels (a quarter of the image)
-    smallest_good = smallest_faithful_area(classifier, image, good, 1, baseline)
-    smallest_bad = smallest_faithful_area(classifier, image, bad, 1, baseline)
+    smallest_good, preserving_good = smallest_faithful_area(classifier, image, good, 1, baseline)
+    smallest_bad, preserving_bad = smallest_faithful_area(classifier, image, bad, 1, baseline)
     assert 0.125 <= smallest_good <= 0.16
-    assert smallest_bad == 1.0
-    assert smallest_faithful_area(IgnoresInput(), image, good, 1, baseline) is None  # class 1 never wins
+    assert smallest_bad == 1.0 and preserving_bad == 1.0
+    # keeping the full image's probability takes the whole corner (its mean is then the full image's)
+    assert 0.25 <= preserving_good <= 0.3
+    assert smallest_faithful_area(IgnoresInput(), image, good, 1, baseline) == (None, None)  # class 1 never wins
 
 
 def test_minimality_ratio_compares_with_the_best_ranking_on_each_image():
     def row(index: int, method: str, area: float, smallest: float | None = None, faithful: bool = True):
         return ImageResult("ct", index, 1, method, 1, 0.9, 0.9, faithful, area, 0.0, 0.0, 0.0, 0.0, 0,
-                           smallest_faithful_area=smallest)
+                           iou=0.5, smallest_faithful_area=smallest,
+                           smallest_preserving_area=None if smallest is None else 2 * smallest)
 
     results = [row(0, "medcam", 0.02), row(0, "gradcam", 0.02, 0.04), row(0, "rise", 0.02, 0.01),
                row(1, "medcam", 0.03), row(1, "gradcam", 0.03, 0.06), row(1, "rise", 0.03, None),
                row(2, "medcam", 0.5, faithful=False), row(2, "gradcam", 0.5, 0.1)]
     # image 0: 0.02 / 0.01 (rise is best); image 1: 0.03 / 0.06; image 2: not faithful, left out
+    assert minimality_ratio(results, "medcam") == pytest.approx((2.0 + 0.5) / 2)
+    assert minimality_ratio(results, "medcam", "probability") == pytest.approx((1.0 + 0.25) / 2)
+    # a "normal" decision (no lesion: iou None) says nothing about minimality and is left out
+    results.append(ImageResult("ct", 3, 0, "medcam", 0, 0.9, 0.9, True, 0.0, 0.0, 0.0, 0.0, 0.0, 0))
+    results.append(ImageResult("ct", 3, 0, "rise", 0, 0.9, 0.9, True, 0.0, 0.0, 0.0, 0.0, 0.0, 0,
+                               smallest_faithful_area=0.0025))
     assert minimality_ratio(results, "medcam") == pytest.approx((2.0 + 0.5) / 2)
 
 

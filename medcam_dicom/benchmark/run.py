@@ -72,6 +72,7 @@ class ImageResult:
     precision: float | None = None
     pointing: bool | None = None
     smallest_faithful_area: float | None = None
+    smallest_preserving_area: float | None = None
 
 
 def load_classifier(dataset: str, arch: str, progress: bool = True) -> TrainedClassifier:
@@ -151,12 +152,20 @@ def summarise(results: list[ImageResult]) -> dict[str, Any]:
         "removed_probability": mean([r.removed_probability for r in results]),
         "removal_flips_pct": 100.0 * mean([r.removal_flips for r in results]),
         "random_keep_pct": 100.0 * mean([r.random_keep for r in results]),
-        "smallest_faithful_area": median([r.smallest_faithful_area for r in results
+        "smallest_faithful_area": median([r.smallest_faithful_area for r in localised
                                           if r.smallest_faithful_area is not None]),
+        "smallest_preserving_area": median([r.smallest_preserving_area for r in localised
+                                            if r.smallest_preserving_area is not None]),
         "area_fraction": mean([r.area_fraction for r in results]),
         "lesion_images": len(localised),
         "iou": mean([r.iou for r in localised]),
         "precision": mean([r.precision for r in localised]),
+        # on a "normal" decision the blurred image is normal already: an empty mask keeps it, nothing can be
+        # removed and any random region keeps it too, so these are reported on the lesion decisions
+        "lesion_area_fraction": mean([r.area_fraction for r in localised]),
+        "lesion_removed_probability": mean([r.removed_probability for r in localised]),
+        "lesion_flips_pct": None if not localised else 100.0 * mean([r.removal_flips for r in localised]),
+        "lesion_random_keep_pct": None if not localised else 100.0 * mean([r.random_keep for r in localised]),
         "pointing_pct": None if not localised else 100.0 * mean([r.pointing for r in localised]),
         "deletion_auc": mean([r.deletion_auc for r in results]),
         "insertion_auc": mean([r.insertion_auc for r in results]),
@@ -298,7 +307,8 @@ def run_benchmark(
     Per image and method: sufficiency (decision kept, masked probability), comprehensiveness (the target
     probability after the mask is blurred away, decision flipped), the null check (share of random smooth
     masks of the same area that keep the decision), precision, IoU and pointing game on lesion images;
-    for the ranking methods also minimality (the smallest top-k area that keeps the decision)."""
+    for the ranking methods also minimality (the smallest top-k areas that keep the decision, and that keep
+    the target's probability at least at the full image's)."""
     for name in methods:
         if name not in METHODS:
             raise ValueError(f"unknown method {name!r}; expected any of {METHODS}")
@@ -340,7 +350,8 @@ def run_benchmark(
 
             medcam = explainer.explain(image)
             row = {"medcam": medcam}
-            produced = [(medcam, medcam.soft_mask, None)]  # (explanation, saliency, smallest faithful area)
+            # (explanation, saliency, smallest top-k areas keeping the decision / the probability)
+            produced = [(medcam, medcam.soft_mask, (None, None))]
             for name in methods:
                 if name == "medcam" or name in skipped:
                     continue
@@ -348,7 +359,7 @@ def run_benchmark(
                     explanation = amortized.explain(image, refine_steps=AMORTIZED_METHODS[name])
                     explanation.method = name
                     row[name] = explanation
-                    produced.append((explanation, explanation.soft_mask, None))
+                    produced.append((explanation, explanation.soft_mask, (None, None)))
                     continue
                 try:
                     explanation, saliency = explain_at_area(
@@ -358,12 +369,12 @@ def run_benchmark(
                     skipped[name] = str(error)
                     continue
                 row[name] = explanation
-                smallest = smallest_faithful_area(network, image, saliency, medcam.target, baseline)
-                produced.append((explanation, saliency, smallest))
+                produced.append((explanation, saliency,
+                                 smallest_faithful_area(network, image, saliency, medcam.target, baseline)))
             for explanation, saliency, smallest in produced:
                 result = _result(run.key, index, label, explanation, network, image, saliency, baseline, lesion,
                                  removed)
-                result.smallest_faithful_area = smallest
+                result.smallest_faithful_area, result.smallest_preserving_area = smallest
                 results.append(result)
                 if result.iou is not None:
                     saliencies[result.method][index] = saliency
@@ -383,6 +394,7 @@ def run_benchmark(
         for name in ran:
             if name == "medcam" or name in AMORTIZED_METHODS:
                 by_method[name]["minimality_ratio"] = minimality_ratio(results, name)
+                by_method[name]["minimality_ratio_probability"] = minimality_ratio(results, name, "probability")
         entry: dict[str, Any] = {"methods": by_method, "classifier": classifier.metrics, "dataset": dataset,
                                  "arch": classifier.arch, "training": run.training, "split": run.split,
                                  "skipped": skipped}
@@ -403,16 +415,23 @@ def run_benchmark(
     return report
 
 
-def minimality_ratio(results: list[ImageResult], method: str) -> float | None:
-    """Median over images of ``method``'s area divided by the smallest faithful top-k area of the best
-    ranking method on that image (<= 1: no larger than the smallest faithful baseline mask); images where
-    ``method`` did not keep the decision or no ranking method did are left out."""
-    areas = {(r.dataset, r.index): r.area_fraction for r in results if r.method == method and r.faithful}
+def minimality_ratio(results: list[ImageResult], method: str, criterion: str = "decision") -> float | None:
+    """Median over the lesion decisions of ``method``'s area divided by the smallest faithful top-k area of
+    the best ranking method on that image (<= 1: no larger than the smallest faithful baseline mask);
+    images where ``method`` did not keep the decision or no ranking method did are left out. (A "normal"
+    decision is kept by an empty mask, by every method: its ratio says nothing.) ``criterion``:
+    ``decision`` compares with the smallest top-k mask keeping the decision, ``probability`` with the
+    smallest keeping the target's probability at least at the full image's."""
+    if criterion not in ("decision", "probability"):
+        raise ValueError(f"criterion must be 'decision' or 'probability', got {criterion!r}")
+    areas = {(r.dataset, r.index): r.area_fraction for r in results
+             if r.method == method and r.faithful and r.iou is not None}
     best: dict[tuple[str, int], float] = {}
     for r in results:
         key = (r.dataset, r.index)
-        if r.smallest_faithful_area is not None and key in areas:
-            best[key] = min(best.get(key, 1.0), r.smallest_faithful_area)
+        smallest = r.smallest_faithful_area if criterion == "decision" else r.smallest_preserving_area
+        if smallest is not None and key in areas:
+            best[key] = min(best.get(key, 1.0), smallest)
     ratios = [areas[i] / max(best[i], 1e-9) for i in best]
     return float(statistics.median(ratios)) if ratios else None
 
@@ -433,6 +452,7 @@ def summarise_splits(report: dict[str, Any], results: list[ImageResult]) -> dict
             row = summarise([r for r in chosen if r.method == method])
             if method == "medcam" or method in AMORTIZED_METHODS:
                 row["minimality_ratio"] = minimality_ratio(chosen, method)
+                row["minimality_ratio_probability"] = minimality_ratio(chosen, method, "probability")
             rows[method] = row
         info["methods"] = rows
     return tables
@@ -444,12 +464,13 @@ TABLE_COLUMNS = (
     ("m>=p %", "masked_ge_original_pct", 1),
     ("p", "probability", 3),
     ("p masked", "masked_probability", 3),
-    ("p removed", "removed_probability", 3),
-    ("flips %", "removal_flips_pct", 1),
-    ("random keep %", "random_keep_pct", 1),
     ("area", "area_fraction", 3),
-    ("min area", "smallest_faithful_area", 3),
+    ("lesion area", "lesion_area_fraction", 3),
+    ("p removed", "lesion_removed_probability", 3),
+    ("flips %", "lesion_flips_pct", 1),
+    ("random keep %", "lesion_random_keep_pct", 1),
     ("min ratio", "minimality_ratio", 2),
+    ("min ratio p", "minimality_ratio_probability", 2),
     ("precision", "precision", 3),
     ("IoU", "iou", 3),
     ("pointing %", "pointing_pct", 1),
@@ -477,7 +498,8 @@ def _table(title: str, rows: list[tuple[str, str, dict[str, Any]]]) -> Any:
 
 def print_report(report: dict[str, Any]) -> None:
     """The benchmark tables: one row per classifier and method, then (for the zoo) one table per training
-    and split with every method aggregated over that part's images."""
+    and split with every method aggregated over that part's images. The columns from "lesion area" to
+    "pointing" are on the lesion decisions (lesion images explained as "lesion")."""
     from rich.console import Console
 
     def fmt(value: Any, digits: int = 3) -> str:

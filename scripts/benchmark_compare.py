@@ -1,0 +1,100 @@
+"""Compare Med-CAM settings across benchmark runs on the same classifiers and images.
+
+    medcam-dicom benchmark --classifiers plain --split tuning --images 10 --out runs/default
+    medcam-dicom benchmark --classifiers plain --split tuning --images 10 --methods medcam gradcam \\
+        --set warm_start=none --out runs/none
+    python scripts/benchmark_compare.py runs/default runs/none
+
+One row per run and explainer (medcam, amortized, ...), aggregated over every classifier of the run, then
+the ranking baselines of the first run that has them. The columns from "lesion area" to "random keep" are
+on the lesion decisions (lesion images explained as "lesion"): a "normal" decision is kept by an empty
+mask. The smallest faithful top-k area of a ranking method does not depend on Med-CAM's settings, so the
+minimality ratio of every run is taken against the best ranking method of *all* runs on the same
+classifier and image ("min ratio": the smallest top-k keeping the decision; "min ratio p": keeping the
+target's probability at least at the full image's, as Med-CAM's stopping rule asks; lesion decisions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from medcam_dicom.benchmark.names import RANKING_METHODS
+
+# (heading, per-image key, aggregation, on the lesion decisions only)
+COLUMNS = (
+    ("kept %", "faithful", "pct", False),
+    ("m>=p %", "preserved", "pct", False),
+    ("lesion area", "area_fraction", "mean", True),
+    ("precision", "precision", "mean", True),
+    ("IoU", "iou", "mean", True),
+    ("p removed", "removed_probability", "mean", True),
+    ("flips %", "removal_flips", "pct", True),
+    ("random keep %", "random_keep", "pct", True),
+    ("s/image", "seconds", "mean", False),
+    ("steps", "steps", "median", False),
+)
+
+
+def _aggregate(rows: list[dict], key: str, how: str) -> str:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    if not values:
+        return "-"
+    if how == "pct":
+        return f"{100.0 * statistics.fmean(float(v) for v in values):.1f}"
+    if how == "median":
+        return f"{statistics.median(values):.0f}"
+    return f"{statistics.fmean(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="benchmark output folders (with benchmark.json)")
+    args = parser.parse_args()
+    reports = {run: json.loads((run / "benchmark.json").read_text()) for run in args.runs}
+    best: dict[tuple[str, int], float] = {}
+    best_preserving: dict[tuple[str, int], float] = {}
+    for report in reports.values():
+        for r in report["images"]:
+            key = (r["dataset"], r["index"])
+            if r["method"] in RANKING_METHODS and r.get("smallest_faithful_area") is not None:
+                best[key] = min(best.get(key, 1.0), r["smallest_faithful_area"])
+            if r["method"] in RANKING_METHODS and r.get("smallest_preserving_area") is not None:
+                best_preserving[key] = min(best_preserving.get(key, 1.0), r["smallest_preserving_area"])
+    header = ["run", "method", *[c[0] for c in COLUMNS], "min ratio", "min ratio p"]
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+    shown_rankers: set[str] = set()
+    for run, report in reports.items():
+        settings = {k: v for k, v in report["config"].items() if k in ("warm_start", "weights")}
+        for r in report["images"]:
+            r["preserved"] = r["masked_probability"] >= r["probability"]
+        methods = sorted({r["method"] for r in report["images"]}, key=lambda m: (m in RANKING_METHODS, m))
+        for method in methods:
+            if method in RANKING_METHODS and method in shown_rankers:
+                continue
+            rows = [r for r in report["images"] if r["method"] == method]
+            lesion = [r for r in rows if r.get("iou") is not None]
+            ratios = [r["area_fraction"] / max(best[(r["dataset"], r["index"])], 1e-9) for r in lesion
+                      if r["faithful"] and (r["dataset"], r["index"]) in best]
+            ratio = f"{statistics.median(ratios):.2f}" if ratios and method not in RANKING_METHODS else "-"
+            ratios_p = [r["area_fraction"] / max(best_preserving[(r["dataset"], r["index"])], 1e-9) for r in lesion
+                        if r["faithful"] and (r["dataset"], r["index"]) in best_preserving]
+            ratio_p = f"{statistics.median(ratios_p):.2f}" if ratios_p and method not in RANKING_METHODS else "-"
+            cells = [_aggregate(lesion if on_lesion else rows, key, how) for _, key, how, on_lesion in COLUMNS]
+            print(" | ".join([run.name, method, *cells, ratio, ratio_p]))
+            if method in RANKING_METHODS:
+                shown_rankers.add(method)
+        print(f"<!-- {run.name}: {len(report['datasets'])} classifiers, settings {json.dumps(settings)} -->")
+    lesion_keys = {(r["dataset"], r["index"]) for report in reports.values() for r in report["images"]
+                   if r.get("iou") is not None}
+    smallest = [area for key, area in best.items() if key in lesion_keys]
+    if smallest:
+        print(f"\nbest ranking method's smallest faithful area on the lesion decisions, median: "
+              f"{statistics.median(smallest):.4f}")
+
+
+if __name__ == "__main__":
+    main()
