@@ -30,7 +30,7 @@ from medcam_dicom.benchmark.metrics import (
     removal,
     smallest_faithful_area,
 )
-from medcam_dicom.benchmark.names import DATASETS, DEFAULT_METHODS, METHODS, RANKING_METHODS
+from medcam_dicom.benchmark.names import DATASETS, DATASETS_2D, DEFAULT_METHODS, METHODS, RANKING_METHODS
 from medcam_dicom.benchmark.training import TEST_SEED, train_classifier
 from medcam_dicom.benchmark.zoo import load_zoo_classifier, zoo_members
 from medcam_dicom.data.synthetic import GroundTruthSet, generate
@@ -267,7 +267,9 @@ def _classifiers_to_run(
     if group == "demo":
         return [BenchmarkClassifier(dataset, dataset, (classifiers or {}).get(dataset)
                                     or load_classifier(dataset, arch, progress)) for dataset in datasets]
-    members = zoo_members(group, split, datasets)
+    # the zoo is 2D: the default dataset list (which ends with the 3D set) is cut to its 2D part
+    chosen = tuple(d for d in datasets if d in DATASETS_2D) or datasets
+    members = zoo_members(group, split, chosen)
     return [BenchmarkClassifier(m.name, m.dataset, load_zoo_classifier(m, progress), m.training, m.split)
             for m in members]
 
