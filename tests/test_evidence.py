@@ -269,3 +269,18 @@ def test_per_image_and_amortised_med_cam_optimise_one_loss_with_every_term(monke
     expected = {"act", "ce", "kl", "margin", "area", "bin", "tv", "rob", "deletion"}
     assert per_image and amortised
     assert per_image[0] == expected and amortised[0] == expected
+
+
+def test_a_saturation_tolerance_lets_the_stopping_rule_fire_on_a_saturated_classifier():
+    """The blob detector says "blob" with p = 1.0 to float precision: the evidence alone reaches 0.99997, so
+    the strict rule (masked >= original) never fires and the run goes to max_steps; with a tolerance it
+    stops once the mask has settled."""
+    image, _ = blob_image()
+    settings = dict(max_steps=120, min_steps=10, unet_channels=(8, 16), unet_strides=(2,), weights={"margin": 0.0})
+    strict = MedCAM(BlobDetector(), config=MedCAMConfig(**settings)).explain(image)
+    tolerant = MedCAM(BlobDetector(), config=MedCAMConfig(**settings, preserve_tolerance=0.2)).explain(image)
+    assert strict.steps == 120
+    assert tolerant.steps < 120 and tolerant.faithful
+    assert tolerant.masked_probability >= tolerant.probability - 0.2
+    with pytest.raises(ValueError, match="preserve_tolerance"):
+        MedCAMConfig(preserve_tolerance=1.0)

@@ -77,6 +77,10 @@ class MedCAMConfig:
         require_preserved: early stopping also needs the evidence to be at least as convincing as the
             full image (target log-odds on the hard-masked image >= on the full image, i.e. masked
             probability >= original); a run that never gets there stops at ``max_steps``.
+        preserve_tolerance: with ``require_preserved``, the masked probability may fall short of the full
+            image's by this much (probability units): on a saturated classifier (p = 0.99999) the
+            evidence alone often reaches 0.99998, and the strict rule then never stops before
+            ``max_steps``. 0 (default) keeps the strict rule.
         decided_tolerance: optionally also require ``mean(p (1 - p))`` below this; ``None`` (default)
             does not: with the straight-through mask, soft values near the threshold are harmless and
             the measure stays at 0.1-0.25 long after the hard mask has settled.
@@ -120,6 +124,7 @@ class MedCAMConfig:
     area_relative_tolerance: float = 0.05
     max_converged_area: float = 0.95
     require_preserved: bool = True
+    preserve_tolerance: float = 0.0
     decided_tolerance: float | None = None
     margin_log_odds: float = 0.1
     unet_channels: tuple[int, ...] = (16, 32, 64)
@@ -176,6 +181,8 @@ class MedCAMConfig:
             )
         if not 0.0 < self.max_converged_area <= 1.0:
             raise ValueError(f"MedCAMConfig.max_converged_area must lie in (0, 1], got {self.max_converged_area}")
+        if not 0.0 <= self.preserve_tolerance < 1.0:
+            raise ValueError(f"MedCAMConfig.preserve_tolerance must lie in [0, 1), got {self.preserve_tolerance}")
         if self.decided_tolerance is not None and self.decided_tolerance <= 0:
             raise ValueError(f"MedCAMConfig.decided_tolerance must be > 0 or None, got {self.decided_tolerance}")
         if self.warm_start not in WARM_STARTS:

@@ -283,6 +283,7 @@ class MedCAM:
         x = image.unsqueeze(0)
         target = torch.tensor([target_index], device=self.device)
         full_odds = losses.target_log_odds(full_logits, target)
+        probability_full = float(torch.softmax(full_logits, dim=1)[0, target_index])
         layer_weights = list(config.layer_weights or default_layer_weights(len(layers)))
         if len(layer_weights) != len(layers):
             raise ValueError(
@@ -316,7 +317,11 @@ class MedCAM:
             if faithful_now and (best is None or area_now < best[0]) and step >= min_steps:
                 best = (area_now, hard[0, 0].clone(), soft.detach()[0, 0].clone())
             if faithful_now and step >= min_steps and self._converged(areas, soft):
-                preserved = bool(losses.target_log_odds(masked_logits, target) >= full_odds)
+                preserved = bool(losses.target_log_odds(masked_logits, target) >= full_odds) or (
+                    float(torch.softmax(masked_logits.detach(), dim=1)[0, target_index])
+                    >= probability_full - config.preserve_tolerance
+                    and config.preserve_tolerance > 0
+                )
                 if preserved or not config.require_preserved:
                     converged = True
                     break
