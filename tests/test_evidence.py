@@ -284,3 +284,17 @@ def test_a_saturation_tolerance_lets_the_stopping_rule_fire_on_a_saturated_class
     assert tolerant.masked_probability >= tolerant.probability - 0.2
     with pytest.raises(ValueError, match="preserve_tolerance"):
         MedCAMConfig(preserve_tolerance=1.0)
+
+
+def test_benchmark_set_overrides_any_setting_and_names_a_bad_one():
+    import argparse
+
+    from medcam_dicom.cli import _config
+
+    config = _config(argparse.Namespace(max_steps=None, seed=None,
+                                        set=["warm_start=none", "weights.deletion=10", "preserve_tolerance=0.001"]))
+    assert config.warm_start == "none" and config.weights.deletion == 10 and config.preserve_tolerance == 0.001
+    assert config.weights.area == MedCAMConfig().weights.area  # the other weights keep their defaults
+    for bad in (["warm_start=sideways"], ["no_such_setting=1"], ["weights.nope=1"], ["missing-equals"]):
+        with pytest.raises(SystemExit, match="warm_start|no_such_setting|nope|KEY=VALUE"):
+            _config(argparse.Namespace(max_steps=None, seed=None, set=bad))
