@@ -19,7 +19,10 @@ def _medcam_overrides(args: argparse.Namespace) -> dict:
     if getattr(args, "seed", None) is not None:
         overrides["seed"] = args.seed
     for item in getattr(args, "set", None) or []:
-        overrides.update(_setting(item))
+        setting = _setting(item)
+        if "weights" in setting:  # several weights.NAME settings add up
+            setting = {"weights": {**overrides.get("weights", {}), **setting["weights"]}}
+        overrides.update(setting)
     return overrides
 
 

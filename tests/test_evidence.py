@@ -292,9 +292,11 @@ def test_benchmark_set_overrides_any_setting_and_names_a_bad_one():
     from medcam_dicom.cli import _config
 
     config = _config(argparse.Namespace(max_steps=None, seed=None,
-                                        set=["warm_start=none", "weights.deletion=10", "preserve_tolerance=0.001"]))
-    assert config.warm_start == "none" and config.weights.deletion == 10 and config.preserve_tolerance == 0.001
-    assert config.weights.area == MedCAMConfig().weights.area  # the other weights keep their defaults
+                                        set=["warm_start=none", "weights.deletion=10", "preserve_tolerance=0.001",
+                                             "weights.area=300"]))
+    assert config.warm_start == "none" and config.preserve_tolerance == 0.001
+    assert config.weights.deletion == 10 and config.weights.area == 300  # several weights add up
+    assert config.weights.act == MedCAMConfig().weights.act  # the other weights keep their defaults
     for bad in (["warm_start=sideways"], ["no_such_setting=1"], ["weights.nope=1"], ["missing-equals"]):
         with pytest.raises(SystemExit, match="warm_start|no_such_setting|nope|KEY=VALUE"):
             _config(argparse.Namespace(max_steps=None, seed=None, set=bad))
