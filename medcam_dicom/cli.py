@@ -46,15 +46,10 @@ def _setting(item: str) -> dict:
 def _config(args: argparse.Namespace):
     from medcam_dicom.explain.config import MedCAMConfig
 
-    overrides = _medcam_overrides(args)
-    weights = overrides.pop("weights", None)
     try:
-        config = MedCAMConfig(**overrides)
-        if weights:
-            config = MedCAMConfig.from_dict({**config.to_dict(), "weights": {**config.to_dict()["weights"], **weights}})
+        return MedCAMConfig(**_medcam_overrides(args))  # a partial "weights" dict keeps the other defaults
     except (TypeError, ValueError) as error:
         raise SystemExit(f"--set: {error}") from error
-    return config
 
 
 def _faithful_cell(explanation) -> str:

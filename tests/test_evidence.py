@@ -60,13 +60,15 @@ def test_minimality_finds_the_smallest_faithful_top_k_area_of_a_ranking():
     bad = torch.rand(16, 16)
     bad[:8, :8] -= 2.0  # the corner last
     # the corner's mean must exceed 0.5: a little over half of its 64 voxels (a quarter of the image)
-    smallest_good, preserving_good = smallest_faithful_area(classifier, image, good, 1, baseline)
-    smallest_bad, preserving_bad = smallest_faithful_area(classifier, image, bad, 1, baseline)
+    with torch.no_grad():
+        full = float(torch.softmax(classifier(image.unsqueeze(0)), dim=1)[0, 1])
+    smallest_good, preserving_good = smallest_faithful_area(classifier, image, good, 1, baseline, full)
+    smallest_bad, preserving_bad = smallest_faithful_area(classifier, image, bad, 1, baseline, full)
     assert 0.125 <= smallest_good <= 0.16
     assert smallest_bad == 1.0 and preserving_bad == 1.0
     # keeping the full image's probability takes the whole corner (its mean is then the full image's)
     assert 0.25 <= preserving_good <= 0.3
-    assert smallest_faithful_area(IgnoresInput(), image, good, 1, baseline) == (None, None)  # class 1 never wins
+    assert smallest_faithful_area(IgnoresInput(), image, good, 1, baseline, 0.0) == (None, None)  # class 1 never wins
 
 
 def test_minimality_ratio_compares_with_the_best_ranking_on_each_image():

@@ -106,19 +106,19 @@ def smallest_faithful_area(
     saliency: torch.Tensor,
     target: int,
     baseline: torch.Tensor,
+    probability: float,
     levels: tuple[float, ...] = MINIMALITY_LEVELS,
 ) -> tuple[float | None, float | None]:
     """Minimality of a ranking: the area fractions of the smallest top-k masks of ``saliency`` (over
-    ``levels``) that (1) keep ``target`` the top-1 class and (2) keep its probability at least at the full
-    image's (what Med-CAM's stopping rule asks of its own mask); ``None`` where no level does."""
+    ``levels``) that (1) keep ``target`` the top-1 class and (2) keep its probability at least at
+    ``probability``, the full image's (what Med-CAM's stopping rule asks of its own mask); ``None`` where
+    no level does."""
     masks, _ = top_fraction_masks(saliency.to(image.device), levels)
     level, probabilities = smallest_faithful_level(classifier, image, baseline, masks, target)
     if level is None:
         return None, None
     kept = float(masks[level].float().mean())
-    with evaluation_mode(classifier), torch.no_grad():
-        full = float(torch.softmax(forward_logits(classifier, image.unsqueeze(0)).float(), dim=1)[0, target])
-    preserving = (probabilities >= full - 1e-6).nonzero()  # batched and single forwards differ in the 7th digit
+    preserving = (probabilities >= probability - 1e-6).nonzero()  # batched and single forwards differ in the 7th digit
     preserving = preserving[preserving[:, 0] >= level]  # and the decision kept
     preserved = float(masks[int(preserving[0, 0])].float().mean()) if len(preserving) else None
     return kept, preserved

@@ -121,7 +121,9 @@ def _result(
         steps=explanation.steps,
         removed_probability=removed_probability,
         removal_flips=flips,
-        random_keep=random_keep_rate(classifier, image, explanation.mask, explanation.target, baseline),
+        # Med-CAM's explanations carry the null check already (same baseline, 32 masks, seed 0 by default)
+        random_keep=explanation.random_keep if explanation.random_keep is not None
+        else random_keep_rate(classifier, image, explanation.mask, explanation.target, baseline),
     )
     if label == LESION and explanation.target == LESION:
         result.iou = iou(explanation.mask, lesion)
@@ -372,7 +374,8 @@ def run_benchmark(
                     continue
                 row[name] = explanation
                 produced.append((explanation, saliency,
-                                 smallest_faithful_area(network, image, saliency, medcam.target, baseline)))
+                                 smallest_faithful_area(network, image, saliency, medcam.target, baseline,
+                                                        explanation.probability)))
             for explanation, saliency, smallest in produced:
                 result = _result(run.key, index, label, explanation, network, image, saliency, baseline, lesion,
                                  removed)

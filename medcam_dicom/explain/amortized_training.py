@@ -167,7 +167,6 @@ def training_step(
             soft_mask=soft,
             tv_mask=mask,  # a speckled binary mask costs even where p is smooth
             robustness_logits=logits[count : 2 * count] if use_robustness else None,
-            robustness_targets=targets,
             removed_logits=logits[-count:] if weights.deletion > 0 else None,
         )
     return loss, float(faithful.float().mean())

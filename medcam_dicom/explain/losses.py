@@ -65,9 +65,12 @@ def ce_loss(masked_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(masked_logits, target)
 
 
-def area_loss(soft_mask: torch.Tensor) -> torch.Tensor:
-    """``mean(p)``: the fraction of the image kept, softly."""
-    return soft_mask.mean()
+def area_loss(soft_mask: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean(p)``: the fraction of the image kept, softly; with ``gate`` ``(B,)`` each image's fraction
+    is scaled by its gate before the batch mean."""
+    if gate is None:
+        return soft_mask.mean()
+    return (soft_mask.flatten(1).mean(1) * gate.to(soft_mask.dtype)).mean()
 
 
 def binarisation_loss(soft_mask: torch.Tensor) -> torch.Tensor:
@@ -84,7 +87,8 @@ def total_variation_loss(soft_mask: torch.Tensor) -> torch.Tensor:
 
 
 def robustness_loss(background_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean ``-log softmax(f(m x + (1 - m) r))[y]`` over the random backgrounds ``r`` (one row each)."""
+    """Mean ``-log softmax(f(m x + (1 - m) r))[y]`` over the random backgrounds ``r`` (one row each);
+    ``target`` is one class for all rows or one per row."""
     return F.cross_entropy(background_logits, target.expand(background_logits.shape[0]))
 
 
@@ -125,7 +129,6 @@ def medcam_loss(
     soft_mask: torch.Tensor,
     tv_mask: torch.Tensor,
     robustness_logits: torch.Tensor | None = None,
-    robustness_targets: torch.Tensor | None = None,
     removed_logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The whole Med-CAM loss of a batch of ``B`` images (per-image Med-CAM: ``B = 1``; the amortised
@@ -135,7 +138,8 @@ def medcam_loss(
     ``(B,)``, the matched layers' features of both, ``soft_mask`` ``p`` ``(B, 1, *spatial)`` and
     ``tv_mask`` (the mask whose total variation is penalised: ``p`` per image; the amortised explainer
     uses the straight-through binary mask, so that speckle costs even where ``p`` is smooth). Optional:
-    the robustness rows with their targets, and the logits of the images with the evidence removed
+    the robustness rows (the target of the one image, or one row per image in ``targets``' order), and the
+    logits of the images with the evidence removed
     (needed when ``weights.deletion > 0``). The area term is gated per image by ``config.area_gate``
     where the masked image does not keep the target. Returns the weighted sum and the unweighted terms.
     """
@@ -151,16 +155,13 @@ def medcam_loss(
         terms["margin"] = margin_loss(full_logits, masked_logits, targets, config.margin_log_odds)
     if weights.area > 0:
         kept = masked_logits.argmax(dim=1) == targets
-        gate = torch.where(kept, 1.0, config.area_gate).to(soft_mask.dtype)
-        terms["area"] = (soft_mask.flatten(1).mean(1) * gate).mean()
+        terms["area"] = area_loss(soft_mask, torch.where(kept, 1.0, config.area_gate))
     if weights.bin > 0:
         terms["bin"] = binarisation_loss(soft_mask)
     if weights.tv > 0:
         terms["tv"] = total_variation_loss(tv_mask)
     if weights.rob > 0 and robustness_logits is not None and robustness_logits.shape[0] > 0:
-        if robustness_targets is None:
-            robustness_targets = targets.expand(robustness_logits.shape[0])
-        terms["rob"] = F.cross_entropy(robustness_logits, robustness_targets)
+        terms["rob"] = robustness_loss(robustness_logits, targets)
     if weights.deletion > 0:
         if removed_logits is None:
             raise ValueError("weights.deletion > 0 needs the logits of the images with the evidence removed")

@@ -318,9 +318,9 @@ class MedCAM:
                 best = (area_now, hard[0, 0].clone(), soft.detach()[0, 0].clone())
             if faithful_now and step >= min_steps and self._converged(areas, soft):
                 preserved = bool(losses.target_log_odds(masked_logits, target) >= full_odds) or (
-                    float(torch.softmax(masked_logits.detach(), dim=1)[0, target_index])
+                    config.preserve_tolerance > 0
+                    and float(torch.softmax(masked_logits.detach(), dim=1)[0, target_index])
                     >= probability_full - config.preserve_tolerance
-                    and config.preserve_tolerance > 0
                 )
                 if preserved or not config.require_preserved:
                     converged = True
