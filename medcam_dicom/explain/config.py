@@ -12,6 +12,7 @@ from typing import Any
 BASELINES = ("zero", "mean", "blur", "noise")
 ROBUSTNESS_BACKGROUNDS = ("zero", "blur", "gaussian", "uniform")
 WARM_STARTS = ("none", "occlusion", "gradcam")
+PRUNE_CRITERIA = ("none", "preserved", "decision")
 
 
 @dataclass
@@ -104,6 +105,13 @@ class MedCAMConfig:
         backtrack_patience: when the hard mask has not been faithful for this many steps in a row,
             the U-Net returns to its last faithful state and the learning rate is halved.
         threshold: soft-mask value above which a voxel is evidence.
+        prune: after the optimisation, keep the smallest level set of the soft mask (``prune_fractions``
+            of the mask's voxels, one batched pass) that passes: ``"preserved"`` = keeps the decision and
+            is at least as convincing as the full image (else as the unpruned mask); ``"decision"`` =
+            keeps the decision; ``"none"`` = the optimised mask as it is (see
+            :mod:`medcam_dicom.explain.pruning`).
+        prune_fractions: the fractions of the mask's voxel count the pruning tries; above 1 the mask
+            grows along the soft mask (for a mask that falls short of the full image's probability).
         null_masks: random smooth masks of the explanation's area classified for the null check
             (``Explanation.random_keep``; one batched pass); 0 skips it.
         null_limit: the share of those random masks keeping the decision from which the explanation is
@@ -137,6 +145,8 @@ class MedCAMConfig:
     area_gate: float = 0.1
     backtrack_patience: int = 5
     threshold: float = 0.5
+    prune: str = "none"
+    prune_fractions: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     null_masks: int = 32
     null_limit: float = 0.25
     seed: int = 0
@@ -148,6 +158,7 @@ class MedCAMConfig:
         self.unet_channels = tuple(self.unet_channels)
         self.unet_strides = tuple(self.unet_strides)
         self.warm_start_levels = tuple(float(v) for v in self.warm_start_levels)
+        self.prune_fractions = tuple(float(v) for v in self.prune_fractions)
         self.warm_start_logits = (float(self.warm_start_logits[0]), float(self.warm_start_logits[1]))
         if self.layer_weights is not None:
             self.layer_weights = tuple(float(w) for w in self.layer_weights)
@@ -207,6 +218,13 @@ class MedCAMConfig:
             raise ValueError(f"MedCAMConfig.area_gate must lie in [0, 1], got {self.area_gate}")
         if self.backtrack_patience < 1:
             raise ValueError(f"MedCAMConfig.backtrack_patience must be >= 1, got {self.backtrack_patience}")
+        if self.prune not in PRUNE_CRITERIA:
+            raise ValueError(f"MedCAMConfig.prune must be one of {PRUNE_CRITERIA}, got {self.prune!r}")
+        if not self.prune_fractions or any(not 0.0 < v < 100.0 for v in self.prune_fractions):
+            raise ValueError(
+                f"MedCAMConfig.prune_fractions must be positive multiples of the mask (< 100), "
+                f"got {self.prune_fractions}"
+            )
         if self.null_masks < 0:
             raise ValueError(f"MedCAMConfig.null_masks must be >= 0, got {self.null_masks}")
         if not 0.0 < self.null_limit <= 1.0:

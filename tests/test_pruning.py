@@ -1,0 +1,117 @@
+"""Pruning an optimised mask to its smallest part that is still as convincing as the whole."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import BlobDetector, blob_image
+
+from medcam_dicom.explain.config import MedCAMConfig
+from medcam_dicom.explain.losses import target_log_odds
+from medcam_dicom.explain.medcam import MedCAM
+from medcam_dicom.explain.pruning import level_masks, prune_mask
+from medcam_dicom.explain.verification import apply_mask, verify_mask
+
+
+def _square(size: int, top: int, left: int, side: int) -> torch.Tensor:
+    mask = torch.zeros((size, size), dtype=torch.bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
+def _closeness(size: int, centre: tuple[float, float]) -> torch.Tensor:
+    rows, cols = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    return -((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2).sqrt()
+
+
+def _full_odds(classifier: torch.nn.Module, image: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(target_log_odds(classifier(image.unsqueeze(0)), torch.tensor([1])))
+
+
+def test_level_masks_keep_the_top_scores_inside_the_mask_only():
+    mask = _square(8, 0, 0, 4)  # 16 voxels
+    scores = torch.arange(64.0).view(8, 8)  # highest outside the mask, bottom right
+    levels = level_masks(mask, scores, (0.25, 0.5))
+    assert levels.shape == (2, 8, 8)
+    assert [int(level.sum()) for level in levels] == [4, 8]
+    assert not (levels & ~mask).any()
+    assert levels[0].nonzero().tolist() == [[3, 0], [3, 1], [3, 2], [3, 3]]  # the mask's highest row
+
+
+def test_pruning_keeps_the_blob_and_drops_the_fringe():
+    classifier = BlobDetector().eval()
+    image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
+    baseline = torch.zeros_like(image)
+    mask = _square(32, 2, 12, 18)  # 324 voxels around the 49-voxel disk
+    pruned = prune_mask(classifier, image, baseline, mask, _closeness(32, (10, 20)), 1, _full_odds(classifier, image))
+    assert int(pruned.sum()) < int(mask.sum()) // 2
+    assert not (pruned & ~mask).any()
+    faithful, _ = verify_mask(classifier, image, pruned, 1, baseline)
+    assert faithful
+    assert (pruned & disk).sum() >= 0.9 * pruned.sum()
+
+
+def test_pruning_ranked_away_from_the_evidence_keeps_what_the_decision_needs():
+    classifier = BlobDetector().eval()
+    image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
+    baseline = torch.zeros_like(image)
+    mask = _square(32, 2, 12, 18)
+    # the ranking puts the mask's far corner first: small levels miss the disk and fail the test
+    odds = _full_odds(classifier, image)
+    pruned = prune_mask(classifier, image, baseline, mask, _closeness(32, (19, 29)), 1, odds)
+    well_ranked = prune_mask(classifier, image, baseline, mask, _closeness(32, (10, 20)), 1, odds)
+    assert verify_mask(classifier, image, pruned, 1, baseline)[0]
+    assert (pruned & disk).sum() >= 0.5 * disk.sum()
+    assert int(pruned.sum()) > 2 * int(well_ranked.sum())
+
+
+def test_a_mask_short_of_the_full_image_grows_along_the_scores_until_it_is_not():
+    classifier = BlobDetector().eval()
+    image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
+    baseline = torch.zeros_like(image)
+    mask = _square(32, 7, 17, 4)  # part of the disk: keeps the decision, far less convincing than the image
+    odds = _full_odds(classifier, image)
+    assert 0 < _full_odds(classifier, apply_mask(image, mask, baseline)) < odds - 5
+    scores = _closeness(32, (10, 20))
+    grown = prune_mask(classifier, image, baseline, mask, scores, 1, odds, fractions=(0.5, 2.0, 4.0, 8.0))
+    assert int(grown.sum()) > int(mask.sum()) and (grown & mask).sum() == mask.sum()
+    assert _full_odds(classifier, apply_mask(image, grown, baseline)) >= odds
+    # without growth levels it only prunes, and never below the unpruned mask's own conviction
+    pruned = prune_mask(classifier, image, baseline, mask, scores, 1, odds, fractions=(0.25, 0.5))
+    assert int(pruned.sum()) <= int(mask.sum())
+    assert _full_odds(classifier, apply_mask(image, pruned, baseline)) >= _full_odds(
+        classifier, apply_mask(image, mask, baseline)
+    )
+
+
+def test_decision_criterion_prunes_at_least_as_far_as_preserved():
+    classifier = BlobDetector().eval()
+    image, _ = blob_image(size=32, centre=(10, 20), radius=4.0)
+    baseline = torch.zeros_like(image)
+    mask, scores, odds = _square(32, 2, 12, 18), _closeness(32, (10, 20)), _full_odds(classifier, image)
+    preserved = prune_mask(classifier, image, baseline, mask, scores, 1, odds, "preserved")
+    decision = prune_mask(classifier, image, baseline, mask, scores, 1, odds, "decision")
+    assert int(decision.sum()) <= int(preserved.sum())
+    assert torch.equal(prune_mask(classifier, image, baseline, mask, scores, 1, odds, "none"), mask)
+    empty = torch.zeros_like(mask)
+    assert torch.equal(prune_mask(classifier, image, baseline, empty, scores, 1, odds), empty)
+    with pytest.raises(ValueError, match="prune criterion"):
+        prune_mask(classifier, image, baseline, mask, scores, 1, odds, "smallest")
+
+
+def test_medcam_with_pruning_returns_a_smaller_verified_mask(fast_config):
+    classifier = BlobDetector().eval()
+    image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
+    plain = MedCAM(classifier, config=fast_config).explain(image, target=1)
+    pruned_config = MedCAMConfig(**{**fast_config.__dict__, "prune": "preserved"})
+    pruned = MedCAM(classifier, config=pruned_config).explain(image, target=1)
+    assert pruned.faithful
+    assert pruned.area_fraction <= plain.area_fraction
+    assert not (pruned.mask & ~plain.mask).any()
+    assert torch.equal(pruned.soft_mask, plain.soft_mask)  # the optimisation itself is unchanged
+    assert (pruned.mask & disk).sum() >= 0.5 * pruned.mask.sum()
+    with pytest.raises(ValueError, match="prune"):
+        MedCAMConfig(prune="smallest")
+    with pytest.raises(ValueError, match="prune_fractions"):
+        MedCAMConfig(prune_fractions=(0.5, 0.0))
