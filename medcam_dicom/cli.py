@@ -88,7 +88,7 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     report = run_benchmark(tuple(args.datasets), args.images, tuple(args.methods), _config(args), args.arch,
                            args.out, cross_check=not args.no_quantus, variant=args.variant,
-                           group=args.classifiers, split=args.split)
+                           group=args.classifiers, split=args.split, zoo_archs=tuple(args.zoo_archs))
     print_report(report)
     print(f"Table written to {args.out}/benchmark.json, gallery to {args.out}/gallery.png")
     return 0
@@ -285,7 +285,15 @@ def _resend(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every sub-command."""
-    from medcam_dicom.benchmark.names import CLASSIFIER_GROUPS, DATASETS, DEFAULT_METHODS, METHODS, SPLITS, VARIANTS
+    from medcam_dicom.benchmark.names import (
+        CLASSIFIER_GROUPS,
+        DATASETS,
+        DEFAULT_METHODS,
+        METHODS,
+        SPLITS,
+        VARIANTS,
+        ZOO_ARCHS,
+    )
 
     parser = argparse.ArgumentParser(prog="medcam-dicom", description="Minimal, verified evidence masks "
                                      "(Med-CAM) for medical image classifiers.")
@@ -323,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--split", default="all", choices=SPLITS,
                        help="with a zoo group: only the tuning part (defaults are chosen there) or the held-out "
                             "part (default: %(default)s)")
+    bench.add_argument("--zoo-archs", nargs="+", default=list(ZOO_ARCHS), choices=ZOO_ARCHS,
+                       help="with a zoo group: only these architectures (default: all)")
     bench.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a MedCAMConfig setting, e.g. --set warm_start=none --set weights.area=50")
     bench.set_defaults(handler=_benchmark)

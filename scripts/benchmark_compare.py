@@ -12,6 +12,9 @@ mask. The smallest faithful top-k area of a ranking method does not depend on Me
 minimality ratio of every run is taken against the best ranking method of *all* runs on the same
 classifier and image ("min ratio": the smallest top-k keeping the decision; "min ratio p": keeping the
 target's probability at least at the full image's, as Med-CAM's stopping rule asks; lesion decisions).
+
+A run given as ``DIR+DIR...`` pools folders run with the same settings on different classifiers (e.g.
+``--zoo-archs`` runs made while the rest of the zoo was training) into one row.
 """
 
 from __future__ import annotations
@@ -49,11 +52,21 @@ def _aggregate(rows: list[dict], key: str, how: str) -> str:
     return f"{statistics.fmean(values):.3f}"
 
 
+def _pooled(folders: list[Path]) -> dict:
+    """One report from the benchmark.json of each folder: the first one's settings, every image row."""
+    reports = [json.loads((folder / "benchmark.json").read_text()) for folder in folders]
+    pooled = dict(reports[0])
+    pooled["images"] = [row for report in reports for row in report["images"]]
+    pooled["datasets"] = {name: entry for report in reports for name, entry in report["datasets"].items()}
+    return pooled
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", type=Path, help="benchmark output folders (with benchmark.json)")
+    parser.add_argument("runs", nargs="+", help="benchmark output folders (with benchmark.json); DIR+DIR pools")
     args = parser.parse_args()
-    reports = {run: json.loads((run / "benchmark.json").read_text()) for run in args.runs}
+    reports = {"+".join(Path(f).name for f in run.split("+")): _pooled([Path(f) for f in run.split("+")])
+               for run in args.runs}
     best: dict[tuple[str, int], float] = {}
     best_preserving: dict[tuple[str, int], float] = {}
     for report in reports.values():
@@ -84,10 +97,10 @@ def main() -> None:
                         if r["faithful"] and (r["dataset"], r["index"]) in best_preserving]
             ratio_p = f"{statistics.median(ratios_p):.2f}" if ratios_p and method not in RANKING_METHODS else "-"
             cells = [_aggregate(lesion if on_lesion else rows, key, how) for _, key, how, on_lesion in COLUMNS]
-            print(" | ".join([run.name, method, *cells, ratio, ratio_p]))
+            print(" | ".join([run, method, *cells, ratio, ratio_p]))
             if method in RANKING_METHODS:
                 shown_rankers.add(method)
-        print(f"<!-- {run.name}: {len(report['datasets'])} classifiers, settings {json.dumps(settings)} -->")
+        print(f"<!-- {run}: {len(report['datasets'])} classifiers, settings {json.dumps(settings)} -->")
     lesion_keys = {(r["dataset"], r["index"]) for report in reports.values() for r in report["images"]
                    if r.get("iou") is not None}
     smallest = [area for key, area in best.items() if key in lesion_keys]

@@ -139,6 +139,12 @@ def test_benchmark_on_the_plain_zoo_reports_the_tuning_split(tmp_path, capsys):
     assert sorted(split["classifiers"]) == ["ct/cnn/plain", "ct/resnet18-small/plain"]
     assert split["methods"]["medcam"]["images"] == 4
     assert "plain / tuning" in capsys.readouterr().out
+    # --zoo-archs restricts the zoo to some architectures (e.g. while the others are being trained)
+    assert main(["benchmark", "--classifiers", "plain", "--split", "tuning", "--datasets", "ct", "--images", "1",
+                 "--max-steps", "5", "--methods", "medcam", "--no-quantus", "--zoo-archs", "cnn",
+                 "--out", str(tmp_path / "cnn")]) == 0
+    report = json.loads((tmp_path / "cnn" / "benchmark.json").read_text())
+    assert set(report["datasets"]) == {"ct/cnn/plain"} and report["zoo_archs"] == ["cnn"]
 
 
 def test_demo_command_writes_pictures_and_summary(tmp_path):

@@ -8,7 +8,7 @@ these without loading torch.
 from medcam_dicom.data.names import DATASETS, DATASETS_2D, DATASETS_3D, VARIANTS
 
 __all__ = ["DATASETS", "DATASETS_2D", "DATASETS_3D", "VARIANTS", "METHODS", "DEFAULT_METHODS", "RANKING_METHODS",
-           "CLASSIFIER_GROUPS", "SPLITS"]
+           "CLASSIFIER_GROUPS", "SPLITS", "ZOO_ARCHS"]
 
 METHODS = ("medcam", "gradcam", "gradcam++", "occlusion", "rise", "amortized", "amortized+refine")
 DEFAULT_METHODS = ("medcam", "gradcam", "gradcam++", "occlusion", "rise")
@@ -20,3 +20,5 @@ RANKING_METHODS = ("gradcam", "gradcam++", "occlusion", "rise")
 CLASSIFIER_GROUPS = ("demo", "plain", "masking", "all")
 #: the classifier zoo's split: defaults are chosen on ``tuning``, everything else is ``held-out``
 SPLITS = ("tuning", "held-out", "all")
+#: the classifier zoo's architectures (``medcam_dicom.models.architectures`` builds them)
+ZOO_ARCHS = ("cnn", "resnet18-small", "densenet121-small", "vit-small")

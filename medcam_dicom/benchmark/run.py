@@ -30,7 +30,14 @@ from medcam_dicom.benchmark.metrics import (
     removal,
     smallest_faithful_area,
 )
-from medcam_dicom.benchmark.names import DATASETS, DATASETS_2D, DEFAULT_METHODS, METHODS, RANKING_METHODS
+from medcam_dicom.benchmark.names import (
+    DATASETS,
+    DATASETS_2D,
+    DEFAULT_METHODS,
+    METHODS,
+    RANKING_METHODS,
+    ZOO_ARCHS,
+)
 from medcam_dicom.benchmark.training import TEST_SEED, train_classifier
 from medcam_dicom.benchmark.zoo import load_zoo_classifier, zoo_members
 from medcam_dicom.data.synthetic import GroundTruthSet, generate
@@ -264,14 +271,14 @@ class BenchmarkClassifier:
 
 def _classifiers_to_run(
     datasets: tuple[str, ...], arch: str, group: str, split: str, progress: bool,
-    classifiers: dict[str, TrainedClassifier] | None,
+    classifiers: dict[str, TrainedClassifier] | None, zoo_archs: tuple[str, ...] = ZOO_ARCHS,
 ) -> list[BenchmarkClassifier]:
     if group == "demo":
         return [BenchmarkClassifier(dataset, dataset, (classifiers or {}).get(dataset)
                                     or load_classifier(dataset, arch, progress)) for dataset in datasets]
     # the zoo is 2D: the default dataset list (which ends with the 3D set) is cut to its 2D part
     chosen = tuple(d for d in datasets if d in DATASETS_2D) or datasets
-    members = zoo_members(group, split, chosen)
+    members = zoo_members(group, split, chosen, zoo_archs)
     return [BenchmarkClassifier(m.name, m.dataset, load_zoo_classifier(m, progress), m.training, m.split)
             for m in members]
 
@@ -299,14 +306,16 @@ def run_benchmark(
     explainers: dict[str, AmortizedMedCAM] | None = None,
     group: str = "demo",
     split: str = "all",
+    zoo_archs: tuple[str, ...] = ZOO_ARCHS,
 ) -> dict[str, Any]:
     """Run the benchmark and write ``benchmark.json`` and ``gallery.png`` into ``out_dir``.
 
     ``group`` picks the classifiers: ``demo`` (the shipped demo classifier of each dataset, by ``arch``)
     or a group of the classifier zoo (``plain``, ``masking``, ``all``; ``split`` restricts it to the
-    ``tuning`` or ``held-out`` part). ``variant`` picks the test images (``heldout``: a shift no classifier
-    or explainer was trained on); ``classifiers`` / ``explainers`` replace the shipped demo classifier /
-    amortised explainer of a dataset (the MONAI bundle's evaluation passes its own).
+    ``tuning`` or ``held-out`` part, ``zoo_archs`` to some architectures). ``variant`` picks the test
+    images (``heldout``: a shift no classifier or explainer was trained on); ``classifiers`` /
+    ``explainers`` replace the shipped demo classifier / amortised explainer of a dataset (the MONAI
+    bundle's evaluation passes its own).
 
     Per image and method: sufficiency (decision kept, masked probability), comprehensiveness (the target
     probability after the mask is blurred away, decision flipped), the null check (share of random smooth
@@ -322,12 +331,13 @@ def run_benchmark(
     out.mkdir(parents=True, exist_ok=True)
     config = config or MedCAMConfig()
     report: dict[str, Any] = {"config": config.to_dict(), "arch": arch, "images_per_dataset": images,
-                              "variant": variant, "group": group, "split": split, "datasets": {},
+                              "variant": variant, "group": group, "split": split,
+                              "zoo_archs": list(zoo_archs), "datasets": {},
                               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     gallery_rows = []
     all_results: list[ImageResult] = []
     torch_threads = torch.get_num_threads()
-    for run in _classifiers_to_run(datasets, arch, group, split, progress, classifiers):
+    for run in _classifiers_to_run(datasets, arch, group, split, progress, classifiers, zoo_archs):
         dataset, classifier = run.dataset, run.classifier
         network = classifier.network
         test = generate(dataset, images, seed=TEST_SEED, variant=variant)

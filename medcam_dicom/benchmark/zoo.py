@@ -16,10 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from medcam_dicom.benchmark.names import DATASETS_2D, SPLITS
+from medcam_dicom.benchmark.names import DATASETS_2D, SPLITS, ZOO_ARCHS
 from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path
 
-ZOO_ARCHS = ("cnn", "resnet18-small", "densenet121-small", "vit-small")
 TUNING_ARCHS = ("cnn", "resnet18-small")
 TUNING_DATASETS = ("ct", "fundus")
 ZOO_GROUPS = ("plain", "masking", "all")
