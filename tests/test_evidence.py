@@ -141,7 +141,8 @@ def test_deletion_term_makes_the_mask_hold_all_of_the_evidence(fast_config):
     second_image, second = blob_image(32, (22, 22), 4.0)
     image = torch.maximum(image, second_image)
     classifier = BlobDetector()
-    plain_explainer = MedCAM(classifier, config=fast_config)
+    plain_explainer = MedCAM(classifier, config=MedCAMConfig.from_dict({**fast_config.to_dict(),
+                                                                        "weights": {"deletion": 0.0}}))
     plain = plain_explainer.explain(image)
     assert plain.faithful
     _, flips_plain = removal(classifier, image, plain.mask, 1, plain_explainer.baseline(image))
@@ -278,8 +279,9 @@ def test_a_saturation_tolerance_lets_the_stopping_rule_fire_on_a_saturated_class
     the strict rule (masked >= original) never fires and the run goes to max_steps; with a tolerance it
     stops once the mask has settled."""
     image, _ = blob_image()
-    settings = dict(max_steps=120, min_steps=10, unet_channels=(8, 16), unet_strides=(2,), weights={"margin": 0.0})
-    strict = MedCAM(BlobDetector(), config=MedCAMConfig(**settings)).explain(image)
+    settings = dict(max_steps=120, min_steps=10, unet_channels=(8, 16), unet_strides=(2,),
+                    weights={"margin": 0.0, "deletion": 0.0})
+    strict = MedCAM(BlobDetector(), config=MedCAMConfig(**settings, preserve_tolerance=0.0)).explain(image)
     tolerant = MedCAM(BlobDetector(), config=MedCAMConfig(**settings, preserve_tolerance=0.2)).explain(image)
     assert strict.steps == 120
     assert tolerant.steps < 120 and tolerant.faithful
@@ -294,10 +296,10 @@ def test_benchmark_set_overrides_any_setting_and_names_a_bad_one():
     from medcam_dicom.cli import _config
 
     config = _config(argparse.Namespace(max_steps=None, seed=None,
-                                        set=["warm_start=none", "weights.deletion=10", "preserve_tolerance=0.001",
+                                        set=["warm_start=none", "weights.deletion=7", "preserve_tolerance=0.002",
                                              "weights.area=300"]))
-    assert config.warm_start == "none" and config.preserve_tolerance == 0.001
-    assert config.weights.deletion == 10 and config.weights.area == 300  # several weights add up
+    assert config.warm_start == "none" and config.preserve_tolerance == 0.002
+    assert config.weights.deletion == 7 and config.weights.area == 300  # several weights add up
     assert config.weights.act == MedCAMConfig().weights.act  # the other weights keep their defaults
     for bad in (["warm_start=sideways"], ["no_such_setting=1"], ["weights.nope=1"], ["missing-equals"]):
         with pytest.raises(SystemExit, match="warm_start|no_such_setting|nope|KEY=VALUE"):

@@ -103,7 +103,7 @@ def test_decision_criterion_prunes_at_least_as_far_as_preserved():
 def test_medcam_with_pruning_returns_a_smaller_verified_mask(fast_config):
     classifier = BlobDetector().eval()
     image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
-    plain = MedCAM(classifier, config=fast_config).explain(image, target=1)
+    plain = MedCAM(classifier, config=MedCAMConfig(**{**fast_config.__dict__, "prune": "none"})).explain(image, 1)
     pruned_config = MedCAMConfig(**{**fast_config.__dict__, "prune": "preserved"})
     pruned = MedCAM(classifier, config=pruned_config).explain(image, target=1)
     assert pruned.faithful

@@ -60,7 +60,7 @@ def test_gradcam_start_does_not_apply_to_a_vit_and_falls_back():
     image, _ = blob_image()
     assert start_mask(vit, image, torch.zeros_like(image), 0, "gradcam", (0.1, 1.0)) is None
     config = MedCAMConfig(warm_start="gradcam", max_steps=1, min_steps=1, learning_rate=1e-6,
-                           unet_channels=(8, 16), unet_strides=(2,))
+                           unet_channels=(8, 16), unet_strides=(2,), prune="none")  # the start as it is
     explanation = MedCAM(vit, config=config).explain(image)
     assert explanation.area_fraction > 0.9, "without a start mask the U-Net starts as 'keep all'"
 
@@ -80,8 +80,8 @@ def test_prior_offset_network_adds_its_offset_and_trains_only_the_network():
 def test_a_fresh_explanation_starts_at_the_warm_start_mask():
     image, disk = blob_image()
     classifier = BlobDetector()
-    base = dict(max_steps=1, min_steps=1, learning_rate=1e-6,
-                           unet_channels=(8, 16), unet_strides=(2,))
+    base = dict(max_steps=1, min_steps=1, learning_rate=1e-6, unet_channels=(8, 16), unet_strides=(2,),
+                prune="none")  # the start as it is
     warm = MedCAM(classifier, config=MedCAMConfig(**base)).explain(image)
     start = start_mask(classifier, image, MedCAM(classifier).baseline(image), 1, "occlusion",
                        MedCAMConfig().warm_start_levels)
