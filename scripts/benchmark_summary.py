@@ -22,7 +22,7 @@ def print_markdown(report: dict) -> None:
     print("|---|---|" + "---:|" * len(TABLE_COLUMNS))
     for dataset, entry in report["datasets"].items():
         for method, row in entry["methods"].items():
-            cells = ["-" if row[key] is None else f"{row[key]:.{digits}f}" for _, key, digits in TABLE_COLUMNS]
+            cells = ["-" if row.get(key) is None else f"{row[key]:.{digits}f}" for _, key, digits in TABLE_COLUMNS]
             print(f"| {dataset} | {method} | " + " | ".join(cells) + " |")
 
 
