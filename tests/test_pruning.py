@@ -37,6 +37,8 @@ def test_level_masks_keep_the_top_scores_inside_the_mask_only():
     assert [int(level.sum()) for level in levels] == [4, 8]
     assert not (levels & ~mask).any()
     assert levels[0].nonzero().tolist() == [[3, 0], [3, 1], [3, 2], [3, 3]]  # the mask's highest row
+    grown = level_masks(mask, scores, (1.5,))[0]  # all of the mask, then the best voxels outside it
+    assert int(grown.sum()) == 24 and bool(grown[mask].all()) and bool(grown[7, :].all())
 
 
 def test_pruning_keeps_the_blob_and_drops_the_fringe():

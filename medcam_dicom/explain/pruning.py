@@ -5,8 +5,10 @@ total-variation and activation terms keep a fringe of voxels around the evidence
 not need (measured on the plain-trained benchmark classifiers: a quarter to a half of the mask lies off
 the finding). Pruning ranks the mask's own voxels by the explainer's soft mask (its confidence that a
 voxel is evidence), classifies the masks keeping the top 5 %, 10 %, ... of them in one batch, and keeps
-the smallest one that passes the same test as the whole mask. Every kept mask is a level set of the
-soft mask, so it stays as compact as the optimised one; the soft mask itself is returned unchanged.
+the smallest one that passes: as convincing as the full image (else as the whole mask). A mask that falls
+short of the full image may instead grow along the soft mask (levels above 100 % of it). Every kept mask
+is a level set of the soft mask, so it stays as compact as the optimised one; the soft mask itself is
+returned unchanged. The levels go through the classifier as one batch (as the warm start's do).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ def level_masks(mask: torch.Tensor, scores: torch.Tensor, fractions: Sequence[fl
     count = int(inside.sum())
     flat = scores.detach().flatten().float()
     # every voxel of the mask ranks above every voxel outside it; within each, by score
-    ranked = torch.where(inside, flat - flat.min() + (flat.max() - flat.min()) + 1.0, flat)
-    order = ranked.argsort(descending=True)
+    parts = [part.nonzero().squeeze(1) for part in (inside, ~inside)]
+    order = torch.cat([idx[flat[idx].argsort(descending=True, stable=True)] for idx in parts])
     levels = torch.zeros((len(fractions), inside.numel()), dtype=torch.bool)
     for row, fraction in enumerate(fractions):
         levels[row, order[: max(1, min(inside.numel(), round(fraction * count)))]] = True
