@@ -65,8 +65,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="benchmark output folders (with benchmark.json); DIR+DIR pools")
     args = parser.parse_args()
-    reports = {"+".join(Path(f).name for f in run.split("+")): _pooled([Path(f) for f in run.split("+")])
-               for run in args.runs}
+    folders = [[Path(folder) for folder in run.split("+")] for run in args.runs]
+    reports = {"+".join(f.name for f in group): _pooled(group) for group in folders}
     best: dict[tuple[str, int], float] = {}
     best_preserving: dict[tuple[str, int], float] = {}
     for report in reports.values():

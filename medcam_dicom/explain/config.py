@@ -13,6 +13,10 @@ BASELINES = ("zero", "mean", "blur", "noise")
 ROBUSTNESS_BACKGROUNDS = ("zero", "blur", "gaussian", "uniform")
 WARM_STARTS = ("none", "occlusion", "gradcam")
 PRUNE_CRITERIA = ("none", "preserved", "decision")
+#: the pruning's levels, as fractions of the optimised mask's voxel count: shrinking, and growing (for a
+#: mask that falls short of the full image's probability)
+PRUNE_SHRINK_FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+PRUNE_GROW_FRACTIONS = (1.25, 1.5, 2.0, 3.0)
 
 
 @dataclass
@@ -148,7 +152,7 @@ class MedCAMConfig:
     backtrack_patience: int = 5
     threshold: float = 0.5
     prune: str = "preserved"
-    prune_fractions: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.25, 1.5, 2.0, 3.0)
+    prune_fractions: tuple[float, ...] = PRUNE_SHRINK_FRACTIONS + PRUNE_GROW_FRACTIONS
     null_masks: int = 32
     null_limit: float = 0.25
     seed: int = 0

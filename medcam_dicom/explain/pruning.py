@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from medcam_dicom.explain.config import PRUNE_CRITERIA
+from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_SHRINK_FRACTIONS
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits
 
@@ -48,7 +48,7 @@ def prune_mask(
     target: int,
     full_log_odds: float,
     criterion: str = "preserved",
-    fractions: Sequence[float] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+    fractions: Sequence[float] = PRUNE_SHRINK_FRACTIONS,
 ) -> torch.Tensor:
     """The smallest level of ``mask`` (see :func:`level_masks`, ranked by ``scores``, e.g. the soft mask)
     that passes ``criterion`` on ``image`` ``(C, *spatial)`` hard-masked onto ``baseline``; ``mask``
@@ -66,13 +66,12 @@ def prune_mask(
     if criterion == "none" or not bool(mask.any()):
         return mask
     levels = sorted(set(float(f) for f in fractions) | {1.0})
-    candidates = level_masks(mask, scores.cpu(), levels)
-    candidates[levels.index(1.0)] = mask
+    whole = levels.index(1.0)
+    candidates = level_masks(mask, scores.cpu(), levels)  # level 1.0 is the mask itself
     with evaluation_mode(classifier), torch.no_grad():
         logits = forward_logits(classifier, apply_mask(image, candidates.to(image.device), baseline)).float()
     odds = target_log_odds(logits, torch.full((len(levels),), target, device=logits.device)).cpu()
     kept = (logits.argmax(dim=1) == target).cpu()
-    whole = levels.index(1.0)
     if criterion == "decision":
         passing = kept
     else:
