@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the tests use as real peers: dicom3tools (dciodvfy validates our SEG/SC/SR), dcmtk
 # (echoscu/storescu as the modality, storescp for the receive benchmark), openssl (test certificates),
-# redis-server (the queue for remote workers), orthanc + orthanc-dicomweb (the PACS round trip).
+# redis-server (the queue for remote workers), orthanc + orthanc-dicomweb (the PACS round trip),
+# libpixelmed-java (pixelmed's DicomSRValidator, the SR validator of IHE AI Results testing).
 # Installs only what is missing; needs root or sudo (CI runs as root).
 set -euo pipefail
 missing=()
@@ -11,6 +12,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
+[ -e /usr/share/java/pixelmed.jar ] || missing+=(libpixelmed-java)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -84,6 +84,21 @@ def copy_file(name: str, folder: Path) -> Path:
     return target
 
 
+PIXELMED_JAR = Path("/usr/share/java/pixelmed.jar")
+
+
+def pixelmed_sr_report(path: Path) -> list[str]:
+    """The "Error" and "Warning" lines of pixelmed's DicomSRValidator (IHE AI Results' SR validator) for one
+    SR file; the XPath limits are lifted because a recent JVM otherwise refuses pixelmed's expressions."""
+    assert PIXELMED_JAR.exists(), "pixelmed missing: scripts/install-system.sh installs libpixelmed-java"
+    limits = [f"-Djdk.xml.{name}=0" for name in ("xpathExprOpLimit", "xpathExprGrpLimit", "xpathTotalOpLimit")]
+    report = subprocess.run(["java", *limits, "-cp", str(PIXELMED_JAR), "com.pixelmed.validate.DicomSRValidator",
+                             str(path)], capture_output=True, text=True, timeout=120)
+    lines = (report.stdout + report.stderr).splitlines()
+    assert any(line.startswith("Found Root Template") for line in lines), lines
+    return [line for line in lines if line.startswith(("Error", "Warning"))]
+
+
 def dciodvfy_errors(path: Path) -> list[str]:
     """The "Error" lines dicom3tools' dciodvfy reports for one DICOM file."""
     assert shutil.which("dciodvfy"), "dicom3tools missing: scripts/install-system.sh installs it"

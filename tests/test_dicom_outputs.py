@@ -19,7 +19,14 @@ from medcam_dicom.dicom.pipeline import explain_paths
 from medcam_dicom.dicom.settings import OutputSettings
 from medcam_dicom.models.description import ExplainSpec
 from medcam_dicom.models.loading import load_model
-from tests.dicom_inputs import copy_file, copy_with_new_uids, ct_series, dciodvfy_errors, fast_description
+from tests.dicom_inputs import (
+    copy_file,
+    copy_with_new_uids,
+    ct_series,
+    dciodvfy_errors,
+    fast_description,
+    pixelmed_sr_report,
+)
 
 UID_ROOT = "1.2.826.0.1.3680043.10.999."
 
@@ -247,6 +254,23 @@ def test_dciodvfy_reports_no_errors(explained):
             assert not errors, (name, path.name, errors)
             checked += 1
     assert checked >= 20
+
+
+def test_pixelmed_sr_validator_reports_no_errors(explained):
+    """pixelmed's DicomSRValidator (what IHE AI Results testing runs): no errors in any SR (it found the
+    Measurement Method related by CONTAINS in every group), and the algorithm is identified where the
+    templates put it (per measurement), with the templates' code meanings. Left as warnings: our private
+    "decision kept" / "specific" evaluations, which no template lists."""
+    results, _, _ = explained
+    checked = 0
+    for name, result in results.items():
+        for path in _outputs(result, "SR"):
+            report = pixelmed_sr_report(path)
+            assert not [line for line in report if line.startswith("Error")], (name, report)
+            unexpected = [line for line in report if "99MEDCAM" not in line]
+            assert not unexpected, (name, unexpected)
+            checked += 1
+    assert checked == len(results)
 
 
 @pytest.mark.parametrize("name", ["ct-series", "CT_small.dcm"])

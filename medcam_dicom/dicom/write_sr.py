@@ -48,7 +48,30 @@ def _drop_segment_numbers_beside_frames(content: Dataset) -> None:
         _drop_segment_numbers_beside_frames(item)
 
 
-def _measurements(item: EvidenceMask) -> list[hd.sr.Measurement]:
+# (concept code value, scheme) -> the code meaning the DICOM templates use, where highdicom's differs
+_TEMPLATE_MEANINGS = {("121233", "DCM"): "Source image for segmentation"}
+
+
+def _conform_to_templates(content: Dataset) -> None:
+    """Two repairs of highdicom's encoding that pixelmed's ``DicomSRValidator`` (the validator IHE AI
+    Results testing uses) reports: in a measurement group, TID 1419 row 1 relates (370129005, SCT,
+    "Measurement Method") by HAS CONCEPT MOD, not CONTAINS (an error); and a concept name's code meaning
+    follows the template's wording (a warning)."""
+    for item in content.get("ContentSequence", []):
+        names = item.get("ConceptNameCodeSequence") or []
+        if names:
+            code = names[0]
+            if code.CodeValue == "370129005" and code.CodingSchemeDesignator == "SCT":
+                item.RelationshipType = "HAS CONCEPT MOD"
+            meaning = _TEMPLATE_MEANINGS.get((code.CodeValue, code.CodingSchemeDesignator))
+            if meaning is not None:
+                code.CodeMeaning = meaning
+        _conform_to_templates(item)
+
+
+def _measurements(item: EvidenceMask, algorithm: hd.sr.AlgorithmIdentification) -> list[hd.sr.Measurement]:
+    """The numbers of one decision, each identifying the algorithm that produced it (TID 300 Measurement
+    includes TID 4019 Algorithm Identification; the measurement group's templates do not)."""
     values = [
         (codes.PROBABILITY, item.explanation.probability),
         (codes.MASKED_PROBABILITY, item.explanation.masked_probability),
@@ -56,7 +79,8 @@ def _measurements(item: EvidenceMask) -> list[hd.sr.Measurement]:
     ]
     if item.explanation.random_keep is not None:
         values.append((codes.RANDOM_KEEP, item.explanation.random_keep))
-    return [hd.sr.Measurement(name=name, value=float(value), unit=codes.UNIT_RATIO) for name, value in values]
+    return [hd.sr.Measurement(name=name, value=float(value), unit=codes.UNIT_RATIO, algorithm_id=algorithm)
+            for name, value in values]
 
 
 def build_report(
@@ -91,8 +115,7 @@ def build_report(
             tracking_identifier=tracking,
             finding_type=codes.class_concept(item.class_index, item.class_name),
             method=codes.METHOD,
-            algorithm_id=algorithm,
-            measurements=_measurements(item),
+            measurements=_measurements(item, algorithm),
             qualitative_evaluations=evaluations,
         )
         seg_index = next((i for i, frames in enumerate(segment_groups) if item.frame_indices[0] in frames), None)
@@ -143,6 +166,7 @@ def build_report(
     )
     for item in report:
         _drop_segment_numbers_beside_frames(item)
+        _conform_to_templates(item)
     evidence_datasets = [instance.dataset for instance in series.instances] + list(segmentations)
     return hd.sr.Comprehensive3DSR(
         evidence=evidence_datasets,
