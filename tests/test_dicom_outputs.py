@@ -180,6 +180,49 @@ def test_output_series_are_distinct_and_ai_labelled(explained):
     assert all(d.StudyInstanceUID == datasets[0].StudyInstanceUID for d in datasets)
 
 
+def test_every_result_identifies_the_algorithm_the_way_ihe_ai_results_asks(explained):
+    """AIR: a Contributing Equipment item "Processing Equipment" (DCM 109102) with manufacturer, model name,
+    software versions and device UID in SEG, SC and SR, naming the algorithm exactly as the SEG's Algorithm
+    Identification and the SR's TID 4019 items do; the SEG codes the evidence with CID 217 ("Visual
+    explanation" / "Saliency"), the explained class as the type modifier."""
+    results, _, _ = explained
+    result = results["CT_small.dcm"]
+    seg = pydicom.dcmread(_outputs(result, "SEG")[0], stop_before_pixels=True)
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    devices = set()
+    for path in result.outputs:
+        if path.suffix != ".dcm":
+            continue
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        # highdicom adds the source's acquisition equipment and itself (the library); ours is the algorithm
+        (equipment,) = [item for item in dataset.ContributingEquipmentSequence
+                        if item.Manufacturer == dataset.Manufacturer == "medcam-dicom"]
+        purpose = equipment.PurposeOfReferenceCodeSequence[0]
+        assert (purpose.CodeValue, purpose.CodingSchemeDesignator) == ("109102", "DCM"), path.name
+        assert equipment.ManufacturerModelName == algorithm.AlgorithmName
+        assert algorithm.AlgorithmVersion in list(equipment.SoftwareVersions)
+        devices.add(equipment.DeviceUID)
+    assert len(devices) == 1
+    sr = pydicom.dcmread(_outputs(result, "SR")[0])
+    texts = {item.ConceptNameCodeSequence[0].CodeMeaning: item.TextValue
+             for item in _content_items(sr) if item.ValueType == "TEXT"}
+    assert texts["Algorithm Name"] == algorithm.AlgorithmName
+    assert texts["Algorithm Version"] == algorithm.AlgorithmVersion
+    uids = {item.UID for item in _content_items(sr) if item.ValueType == "UIDREF"
+            and item.ConceptNameCodeSequence[0].CodeValue == "121012"}  # Device Observer UID
+    assert uids == devices
+    classes = set()
+    for segment in seg.SegmentSequence:
+        category = segment.SegmentedPropertyCategoryCodeSequence[0]
+        kind = segment.SegmentedPropertyTypeCodeSequence[0]
+        assert (category.CodeValue, category.CodingSchemeDesignator) == ("130401", "DCM")
+        assert (kind.CodeValue, kind.CodingSchemeDesignator) == ("130404", "DCM")
+        modifier = segment.SegmentedPropertyTypeModifierCodeSequence[0]
+        assert segment.SegmentLabel == f"Med-CAM evidence: {modifier.CodeMeaning}"
+        classes.add(modifier.CodeValue)
+    assert classes == {"CLASS0", "CLASS1"}  # the CT model explains both classes here
+
+
 def test_secondary_capture_is_rgb_with_the_evidence_burned_in(explained):
     results, _, _ = explained
     result = results["MR_small_jp2klossless.dcm"]

@@ -1,5 +1,6 @@
-"""Coded concepts used in our SEG and SR. Standard codes (SCT, DCM, UCUM) where one exists; the rest use
-the private coding scheme ``99MEDCAM``, declared in every object that uses it."""
+"""Coded concepts used in our SEG, SC and SR. Standard codes (SCT, DCM, UCUM) where one exists; the rest
+(the classifier's classes, our measurements and checks, the method) use the private coding scheme
+``99MEDCAM``, declared in every object that uses it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ SCHEME = "99MEDCAM"
 CODING_SCHEME = CodingSchemeIdentificationItem(designator=SCHEME, name="medcam-dicom evidence concepts")
 
 ALGORITHM_FAMILY = codes.cid7162.ArtificialIntelligence
-SEGMENT_CATEGORY = codes.SCT.SpatialAndRelationalConcept
+PROCESSING_EQUIPMENT = codes.DCM.ProcessingEquipment  # Contributing Equipment's purpose (CID 7005)
+# CID 217 "Visual Explanation" (DICOM 2024 code tables): the segment's category and type; the class it
+# explains is the type modifier
+SEGMENT_CATEGORY = codes.DCM.VisualExplanation
+SEGMENT_TYPE = codes.DCM.Saliency
 PROCEDURE_REPORTED = codes.SCT.ImagingProcedure
 YES = codes.SCT.Yes
 NO = codes.SCT.No
@@ -31,6 +36,8 @@ def class_concept(index: int, name: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(f"CLASS{index}", SCHEME, name[:64])
 
 
-def evidence_type(index: int, name: str) -> hd.sr.CodedConcept:
-    """Segmented property type of the evidence segment of class ``name``."""
-    return hd.sr.CodedConcept(f"EVIDENCE{index}", SCHEME, f"Evidence for {name}"[:64])
+def class_index(concept) -> int | None:
+    """The class index of a :func:`class_concept` code item (``None`` for any other code)."""
+    if concept.CodingSchemeDesignator != SCHEME or not str(concept.CodeValue).startswith("CLASS"):
+        return None
+    return int(str(concept.CodeValue).removeprefix("CLASS"))

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from medcam_dicom import __version__
 from medcam_dicom.explain.explanation import Explanation
 
 
@@ -19,6 +20,17 @@ class Producer:
     name: str
     version: str
     fingerprint: str
+
+    @property
+    def algorithm_name(self) -> str:
+        """The algorithm's name in every result (SEG Algorithm Identification, SR TID 4019, Contributing
+        Equipment's model name): "Med-CAM <model>"."""
+        return f"Med-CAM {self.name}"[:64]
+
+    @property
+    def algorithm_version(self) -> str:
+        """The algorithm's version in every result: the package's and the model description's."""
+        return f"{__version__} model {self.version}"[:64]
 
 
 @dataclass

@@ -13,6 +13,7 @@ from skimage.segmentation import find_boundaries
 
 from medcam_dicom import __version__
 from medcam_dicom.dicom.appearance import segment_colour
+from medcam_dicom.dicom.equipment import add_contributing_equipment
 from medcam_dicom.dicom.results import EvidenceMask, Producer
 from medcam_dicom.dicom.series import ImageSeries, patient_orientation
 from medcam_dicom.dicom.settings import OutputSettings
@@ -149,5 +150,6 @@ def build_secondary_captures(
         if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
             derivation.ReferencedFrameNumber = source.frame_number
         image.SourceImageSequence = [derivation]
+        add_contributing_equipment(image, producer, settings)
         images.append(image)
     return images

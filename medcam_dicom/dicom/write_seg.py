@@ -11,6 +11,7 @@ from pydicom.valuerep import format_number_as_ds
 from medcam_dicom import __version__
 from medcam_dicom.dicom import codes
 from medcam_dicom.dicom.appearance import segment_colour
+from medcam_dicom.dicom.equipment import add_contributing_equipment
 from medcam_dicom.dicom.results import EvidenceMask, Producer
 from medcam_dicom.dicom.series import ImageSeries, patient_orientation
 from medcam_dicom.dicom.settings import OutputSettings
@@ -19,9 +20,9 @@ from medcam_dicom.dicom.settings import OutputSettings
 def algorithm_identification(producer: Producer) -> hd.AlgorithmIdentificationSequence:
     """Who produced the evidence: Med-CAM (family Artificial Intelligence) with the model's name."""
     return hd.AlgorithmIdentificationSequence(
-        name=f"Med-CAM {producer.name}"[:64],
+        name=producer.algorithm_name,
         family=codes.ALGORITHM_FAMILY,
-        version=f"{__version__} model {producer.version}"[:64],
+        version=producer.algorithm_version,
         source="medcam-dicom",
     )
 
@@ -103,20 +104,22 @@ def build_segmentations(
         return [], [], None
     explained = sorted(masks)
     algorithm = algorithm_identification(producer)
-    descriptions = [
-        hd.seg.SegmentDescription(
+    descriptions = []
+    for number, index in enumerate(explained, start=1):
+        description = hd.seg.SegmentDescription(
             segment_number=number,
             segment_label=f"Med-CAM evidence: {class_names[index]}"[:64],
             segmented_property_category=codes.SEGMENT_CATEGORY,
-            segmented_property_type=codes.evidence_type(index, class_names[index]),
+            segmented_property_type=codes.SEGMENT_TYPE,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
             tracking_uid=settings.uid(series.content_key, producer.name, producer.fingerprint, "segment", index),
             tracking_id=f"Med-CAM evidence {class_names[index]}"[:64],
             display_color=hd.color.CIELabColor.from_rgb(*segment_colour(index)),
         )
-        for number, index in enumerate(explained, start=1)
-    ]
+        # which decision the saliency explains: the class, as the type's modifier
+        description.SegmentedPropertyTypeModifierCodeSequence = [codes.class_concept(index, class_names[index])]
+        descriptions.append(description)
     groups, note = segmentation_groups(series)
     reference = series.reference.dataset
     segmentations = []
@@ -138,7 +141,7 @@ def build_segmentations(
             sop_instance_uid=settings.uid(*identity),
             instance_number=group_number,
             manufacturer=settings.manufacturer,
-            manufacturer_model_name=f"Med-CAM {producer.name}"[:64],
+            manufacturer_model_name=producer.algorithm_name,
             software_versions=__version__,
             device_serial_number="0",
             content_description="AI-generated Med-CAM evidence (minimal mask that keeps the decision)"[:64],
@@ -163,5 +166,6 @@ def build_segmentations(
         if "PatientOrientation" not in segmentation:  # type 2C in General Image; dciodvfy asks for it
             orientation = patient_orientation(sources[0])
             segmentation.PatientOrientation = list(orientation) if orientation else ""
+        add_contributing_equipment(segmentation, producer, settings)
         segmentations.append(segmentation)
     return segmentations, groups, note

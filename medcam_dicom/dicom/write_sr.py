@@ -9,6 +9,7 @@ from pydicom.dataset import Dataset
 
 from medcam_dicom import __version__
 from medcam_dicom.dicom import codes
+from medcam_dicom.dicom.equipment import add_contributing_equipment, device_uid
 from medcam_dicom.dicom.results import EvidenceMask, Producer
 from medcam_dicom.dicom.series import ImageSeries
 from medcam_dicom.dicom.settings import OutputSettings
@@ -32,8 +33,10 @@ def _segmentation_frame(segmentation: Dataset, segment_number: int, source: Data
 
 
 def _segment_number(segmentation: Dataset, class_index: int) -> int:
+    """The SEG segment explaining class ``class_index`` (its type modifier names the class)."""
     for item in segmentation.SegmentSequence:
-        if item.SegmentedPropertyTypeCodeSequence[0].CodeValue == f"EVIDENCE{class_index}":
+        modifiers = item.get("SegmentedPropertyTypeModifierCodeSequence") or []
+        if any(codes.class_index(modifier) == class_index for modifier in modifiers):
             return int(item.SegmentNumber)
     raise LookupError(f"class {class_index} has no segment")
 
@@ -94,8 +97,8 @@ def build_report(
     """One SR for the series, one measurement group per explained decision."""
     reference = series.reference.dataset
     algorithm = hd.sr.AlgorithmIdentification(
-        name=f"Med-CAM {producer.name}"[:64],
-        version=f"{__version__} model {producer.version}"[:64],
+        name=producer.algorithm_name,
+        version=producer.algorithm_version,
         family=codes.ALGORITHM_FAMILY,
     )
     groups = []
@@ -153,10 +156,10 @@ def build_report(
     observer = hd.sr.ObserverContext(
         observer_type=hd.sr.CodedConcept("121007", "DCM", "Device"),
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=settings.uid("device", settings.manufacturer, producer.name),
-            name=f"Med-CAM {producer.name}"[:64],
+            uid=device_uid(producer, settings),
+            name=producer.algorithm_name,
             manufacturer_name=settings.manufacturer,
-            model_name=producer.name[:64],
+            model_name=producer.algorithm_name,
         ),
     )
     report = hd.sr.MeasurementReport(
@@ -168,7 +171,7 @@ def build_report(
         _drop_segment_numbers_beside_frames(item)
         _conform_to_templates(item)
     evidence_datasets = [instance.dataset for instance in series.instances] + list(segmentations)
-    return hd.sr.Comprehensive3DSR(
+    document = hd.sr.Comprehensive3DSR(
         evidence=evidence_datasets,
         content=report,
         series_instance_uid=settings.uid(series.content_key, producer.name, producer.fingerprint, "SR series"),
@@ -183,3 +186,5 @@ def build_report(
         software_versions=__version__,
         institution_name=settings.institution_name,
     )
+    add_contributing_equipment(document, producer, settings)
+    return document
