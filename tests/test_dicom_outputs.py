@@ -75,10 +75,9 @@ def test_every_input_kind_is_explained_with_seg_sc_and_sr(explained):
         assert len(_outputs(result, "SR")) == 1, name
         frames = sorted({i for item in result.evidence for i in item.frame_indices})
         assert len(_outputs(result, "SC")) == len(frames), name
-        if name == "examples_ybr_color.dcm":  # multi-frame without a frame of reference: no SEG possible
-            assert not _outputs(result, "SEG") and "no SEG" in result.notes[0]
-        else:
-            assert len(_outputs(result, "SEG")) == 1, name
+        assert len(_outputs(result, "SEG")) == 1, name
+    # multi-frame without a frame of reference (US cine): a SEG on the image's own grid, and the result says so
+    assert any("own pixel grid" in note for note in results["examples_ybr_color.dcm"].notes)
     assert results["CT_small.dcm"].model == "demo-ct" and results["6154"].model == "demo-any"
     assert results["examples_rgb_color.dcm"].model == "demo-colour"
     assert results["MR_small_RLE.dcm.dcm"].model == "demo-mr"
@@ -94,6 +93,23 @@ def test_seg_pixels_by_source_instance_equal_the_evidence_masks(explained):
             numbers = {int(d.SegmentNumber): d.SegmentLabel for d in seg.SegmentSequence}
             source_uids = [str(i.ReferencedSOPInstanceUID) for i in seg.ReferencedSeriesSequence[0]
                            .ReferencedInstanceSequence]
+            first_source = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0].SourceImageSequence[0]
+            if "ReferencedFrameNumber" in first_source:  # a multi-frame source (US cine)
+                # frame by frame: the source frame each SEG frame names, its segment, its pixels
+                shared = seg.SharedFunctionalGroupsSequence[0]
+                pixels = pydicom.dcmread(seg_path).pixel_array.astype(bool)
+                for position, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+                    source = item.DerivationImageSequence[0].SourceImageSequence[0]
+                    identification = item.get("SegmentIdentificationSequence") or shared.SegmentIdentificationSequence
+                    class_name = numbers[int(identification[0].ReferencedSegmentNumber)].removeprefix(
+                        "Med-CAM evidence: ")
+                    expected = np.zeros((int(seg.Rows), int(seg.Columns)), bool)
+                    for evidence in result.evidence:
+                        for index, frame_index in enumerate(evidence.frame_indices):
+                            if evidence.class_name == class_name and frame_index + 1 == source.ReferencedFrameNumber:
+                                expected |= evidence.mask[index]
+                    assert np.array_equal(pixels[position], expected), (name, position)
+                continue
             for number, label in numbers.items():
                 class_name = label.removeprefix("Med-CAM evidence: ")
                 expected = np.zeros((len(source_uids), int(seg.Rows), int(seg.Columns)), bool)
@@ -316,7 +332,7 @@ def test_pixelmed_sr_validator_reports_no_errors(explained):
     assert checked == len(results)
 
 
-@pytest.mark.parametrize("name", ["ct-series", "CT_small.dcm"])
+@pytest.mark.parametrize("name", ["ct-series", "CT_small.dcm", "examples_ybr_color.dcm"])
 def test_dcmqi_segimage2itkimage_reads_our_seg_as_our_mask(explained, tmp_path, name):
     results, _, _ = explained
     result = results[name]

@@ -278,7 +278,7 @@ def test_enhanced_multiframe_ct_gets_one_seg_over_its_frames(tmp_path):
     assert np.array_equal(pixels.astype(bool), expected)
 
 
-def test_multiframe_without_patient_geometry_gets_sc_and_sr_and_says_why(tmp_path):
+def test_multiframe_without_patient_geometry_gets_a_seg_on_its_own_grid_and_says_so(tmp_path):
     dataset = pydicom.dcmread(bundled("examples_ybr_color.dcm"))
     dataset.FrameOfReferenceUID = generate_uid()  # a frame of reference alone is not geometry
     dataset.SeriesInstanceUID, dataset.SOPInstanceUID = generate_uid(), generate_uid()
@@ -288,8 +288,15 @@ def test_multiframe_without_patient_geometry_gets_sc_and_sr_and_says_why(tmp_pat
     (result,), _, _ = explain_paths([tmp_path / "cine.dcm"], tmp_path / "out", models)
     assert result.status == "explained", result.reason
     names = [p.name for p in result.outputs]
-    assert not any(n.startswith("SEG") for n in names) and "SR.dcm" in names and len(names) == 31
-    assert "no SEG for multi-frame images without patient geometry" in result.notes[0]
+    assert names.count("SEG-1.dcm") == 1 and "SR.dcm" in names and len(names) == 32  # SEG, 30 SC, SR
+    assert any("own pixel grid" in note for note in result.notes)
+    seg = pydicom.dcmread(result.outputs[0], stop_before_pixels=True)
+    assert seg.FrameOfReferenceUID != dataset.FrameOfReferenceUID  # not the patient's: a grid of its own
+    assert int(seg.NumberOfFrames) == 30
+    assert dciodvfy_errors(result.outputs[0]) == []
+    referenced = sorted(int(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedFrameNumber)
+                        for item in seg.PerFrameFunctionalGroupsSequence)
+    assert referenced == list(range(1, 31))
 
 
 def _hostile(folder, name: str, change) -> str:

@@ -127,9 +127,8 @@ def write_results(
     ``out_dir/<StudyInstanceUID>/<SeriesInstanceUID>/``, all or nothing."""
     description = model.description
     producer = Producer(description.name, description.version, model.fingerprint)
-    segmentations, groups, note = build_segmentations(series, evidence, model.class_names, producer, settings)
-    if note:
-        result.notes.append(note)
+    segmentations, groups, notes = build_segmentations(series, evidence, model.class_names, producer, settings)
+    result.notes += notes
     captures = build_secondary_captures(series, pixels, evidence, producer, settings)
     report = build_report(series, evidence, segmentations, groups, producer, settings)
     final = Path(out_dir) / str(series.reference.dataset.StudyInstanceUID) / series.series_uid

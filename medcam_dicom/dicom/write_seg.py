@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import highdicom as hd
 import numpy as np
 from highdicom.spatial import get_image_coordinate_system
@@ -66,29 +68,48 @@ def class_masks(series: ImageSeries, evidence: list[EvidenceMask]) -> dict[int, 
     return masks
 
 
-def segmentation_groups(series: ImageSeries) -> tuple[list[list[int]], str | None]:
-    """Which frames share one SEG object, and why some frames get none.
-
-    highdicom needs one multi-frame source per SEG, and without a patient coordinate system (a Frame of
-    Reference with image position/orientation) exactly one source frame: single-frame images without one
-    get a SEG each, multi-frame images without one get none.
-    """
+def segmentation_groups(series: ImageSeries) -> list[list[int]]:
+    """Which frames share one SEG object: highdicom needs one multi-frame source per SEG, and without a
+    patient coordinate system one source image per SEG (single-frame images then get a SEG each)."""
     by_instance: dict[str, list[int]] = {}
     for index, frame in enumerate(series.frames):
         by_instance.setdefault(frame.instance.sop_instance_uid, []).append(index)
     groups = list(by_instance.values())
     multi_frame = any(len(group) > 1 for group in groups)
-    if get_image_coordinate_system(series.reference.dataset) is not None:
-        return (groups if multi_frame else [list(range(len(series.frames)))]), None
-    kept = [group for group in groups if len(group) == 1]
-    note = None
-    if len(kept) < len(groups):
-        note = (
-            "no SEG for multi-frame images without patient geometry (Frame of Reference, image position and "
-            "orientation): highdicom supports one source frame then; the Secondary Capture and SR carry the "
-            "evidence"
+    if get_image_coordinate_system(series.reference.dataset) is not None and not multi_frame:
+        return [list(range(len(series.frames)))]
+    return groups
+
+
+def _with_own_grid(source: Dataset, frame_of_reference_uid: str) -> Dataset:
+    """A stand-in for a multi-frame image without patient geometry (ultrasound cine, some enhanced MR)
+    that highdicom accepts: a shallow copy with a Frame of Reference of its own and functional groups
+    placing frame k at k slice thicknesses along the normal of the identity orientation, with the image's
+    pixel spacing (else 1 mm). highdicom writes no SEG for a multi-frame source without a coordinate
+    system; the SEG references the real image (same SOP Instance UID, frame numbers) and carries this
+    grid, as a single-frame image's SEG carries its own (:func:`_add_image_plane_geometry`)."""
+    proxy = copy.copy(source)
+    proxy.FrameOfReferenceUID = frame_of_reference_uid
+    proxy.PositionReferenceIndicator = ""
+    measures = _pixel_measures(source)
+    thickness = float(measures.SliceThickness)
+    shared = Dataset()
+    shared.PixelMeasuresSequence = hd.PixelMeasuresSequence(
+        [float(v) for v in measures.PixelSpacing], thickness, thickness
+    )
+    shared.PlaneOrientationSequence = hd.PlaneOrientationSequence(
+        hd.CoordinateSystemNames.PATIENT, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    )
+    proxy.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for k in range(int(source.get("NumberOfFrames", 1) or 1)):
+        frame = Dataset()
+        frame.PlanePositionSequence = hd.PlanePositionSequence(
+            hd.CoordinateSystemNames.PATIENT, [0.0, 0.0, k * thickness]
         )
-    return kept, note
+        frames.append(frame)
+    proxy.PerFrameFunctionalGroupsSequence = frames
+    return proxy
 
 
 def build_segmentations(
@@ -97,11 +118,12 @@ def build_segmentations(
     class_names: tuple[str, ...],
     producer: Producer,
     settings: OutputSettings,
-) -> tuple[list[hd.seg.Segmentation], list[list[int]], str | None]:
-    """The SEG objects of a series, the frame indices each covers, and a note for frames without SEG."""
+) -> tuple[list[hd.seg.Segmentation], list[list[int]], list[str]]:
+    """The SEG objects of a series, the frame indices each covers, and notes for the result (which SEG is
+    on an image's own pixel grid)."""
     masks = class_masks(series, evidence)
     if not masks:
-        return [], [], None
+        return [], [], []
     explained = sorted(masks)
     algorithm = algorithm_identification(producer)
     descriptions = []
@@ -120,15 +142,24 @@ def build_segmentations(
         # which decision the saliency explains: the class, as the type's modifier
         description.SegmentedPropertyTypeModifierCodeSequence = [codes.class_concept(index, class_names[index])]
         descriptions.append(description)
-    groups, note = segmentation_groups(series)
+    groups = segmentation_groups(series)
     reference = series.reference.dataset
     segmentations = []
+    notes = []
     for group_number, frames in enumerate(groups, start=1):
         sources: list[Dataset] = []
         for index in frames:
             dataset = series.frames[index].instance.dataset
             if not sources or sources[-1] is not dataset:
                 sources.append(dataset)
+        own_grid = get_image_coordinate_system(sources[0]) is None  # no patient geometry: the image's own
+        own_frame_of_reference = settings.uid(sources[0].SOPInstanceUID, "image frame of reference")
+        if own_grid and len(frames) > 1:
+            sources = [_with_own_grid(sources[0], own_frame_of_reference)]
+            notes.append(
+                f"SEG-{group_number}: multi-frame image without patient geometry; the SEG has the image's own "
+                "pixel grid (a Frame of Reference of its own, frame k at k slice thicknesses)"
+            )
         pixels = np.stack([masks[index][frames] for index in explained], axis=-1)
         identity = (series.content_key, producer.name, producer.fingerprint, "SEG", group_number)
         segmentation = hd.seg.Segmentation(
@@ -160,12 +191,11 @@ def build_segmentations(
             measures = segmentation.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
             measures.SliceThickness = format_number_as_ds(series.spacing[0])
             measures.SpacingBetweenSlices = format_number_as_ds(series.spacing[0])
-        if get_image_coordinate_system(sources[0]) is None:  # highdicom wrote no (or partial) pixel measures
-            own_frame_of_reference = settings.uid(sources[0].SOPInstanceUID, "image frame of reference")
+        if own_grid and len(frames) == 1:  # highdicom wrote no (or partial) pixel measures
             _add_image_plane_geometry(segmentation, sources[0], own_frame_of_reference)
         if "PatientOrientation" not in segmentation:  # type 2C in General Image; dciodvfy asks for it
             orientation = patient_orientation(sources[0])
             segmentation.PatientOrientation = list(orientation) if orientation else ""
         add_contributing_equipment(segmentation, producer, settings)
         segmentations.append(segmentation)
-    return segmentations, groups, note
+    return segmentations, groups, notes
