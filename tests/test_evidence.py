@@ -290,6 +290,24 @@ def test_a_saturation_tolerance_lets_the_stopping_rule_fire_on_a_saturated_class
         MedCAMConfig(preserve_tolerance=1.0)
 
 
+def test_a_mask_that_stops_shrinking_ends_the_run_and_the_smallest_preserved_one_is_returned():
+    """The stall rule: with the "still area" rule switched off (a window longer than the run), a run whose
+    smallest faithful, preserved mask has stopped shrinking ends ``stall_window`` steps later and returns
+    that smallest mask, not whatever the last step held; without it the run goes to ``max_steps``."""
+    image, _ = blob_image()
+    settings = dict(max_steps=150, min_steps=10, unet_channels=(8, 16), unet_strides=(2,), prune="none",
+                    convergence_window=1000, preserve_tolerance=0.2, weights={"margin": 0.0, "deletion": 0.0})
+    endless = MedCAM(BlobDetector(), config=MedCAMConfig(**settings, stall_window=None)).explain(image)
+    assert endless.steps == 150
+    stalled = MedCAM(BlobDetector(), config=MedCAMConfig(**settings, stall_window=15)).explain(
+        image, record_history=True)
+    assert 25 <= stalled.steps < 150 and stalled.faithful
+    smallest = min(row["hard_area"] for row in stalled.history if row["faithful"] and row["step"] >= 10)
+    assert stalled.area_fraction <= smallest + 1e-9
+    with pytest.raises(ValueError, match="stall_window"):
+        MedCAMConfig(stall_window=0)
+
+
 def test_benchmark_set_overrides_any_setting_and_names_a_bad_one():
     import argparse
 

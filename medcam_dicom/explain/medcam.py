@@ -242,6 +242,22 @@ class MedCAM:
                 return PriorOffsetNetwork(network, prior - initial)
         return self._fresh_network(spatial_dims, in_channels)
 
+    def _area_tolerance(self, area: float) -> float:
+        """How much a hard-mask area fraction may move and still count as the same size."""
+        return max(self.config.area_tolerance, self.config.area_relative_tolerance * area)
+
+    def _preserved(
+        self, masked_logits: torch.Tensor, full_odds: torch.Tensor, probability_full: float, target_index: int
+    ) -> bool:
+        """The evidence is at least as convincing as the full image: target log-odds >= the full
+        image's, or the probability short of it by at most ``preserve_tolerance``."""
+        target = torch.tensor([target_index], device=masked_logits.device)
+        if bool(losses.target_log_odds(masked_logits, target) >= full_odds):
+            return True
+        tolerance = self.config.preserve_tolerance
+        probability = float(torch.softmax(masked_logits.detach(), dim=1)[0, target_index])
+        return tolerance > 0 and probability >= probability_full - tolerance
+
     def _converged(self, areas: deque[float], soft: torch.Tensor) -> bool:
         """The stopping rule (applied to a faithful mask after ``min_steps``): the hard-mask area was
         stable over the last ``convergence_window`` steps, is below ``max_converged_area``, and (when
@@ -249,8 +265,7 @@ class MedCAM:
         config = self.config
         if len(areas) < config.convergence_window or areas[-1] > config.max_converged_area:
             return False
-        mean_area = sum(areas) / len(areas)
-        if max(areas) - min(areas) > max(config.area_tolerance, config.area_relative_tolerance * mean_area):
+        if max(areas) - min(areas) > self._area_tolerance(sum(areas) / len(areas)):
             return False
         if config.decided_tolerance is not None:
             return (soft * (1.0 - soft)).mean().item() < config.decided_tolerance
@@ -299,7 +314,9 @@ class MedCAM:
 
         areas: deque[float] = deque(maxlen=config.convergence_window)
         history: list[dict[str, float]] = []
-        best: tuple[float, torch.Tensor, torch.Tensor] | None = None
+        best: tuple[float, torch.Tensor, torch.Tensor] | None = None  # smallest faithful mask
+        best_preserved: tuple[float, torch.Tensor, torch.Tensor] | None = None  # ... also preserved
+        last_shrink = 0
         converged = False
         step = 0
         hard = soft = None
@@ -321,15 +338,25 @@ class MedCAM:
             areas.append(area_now)
             if faithful_now and (best is None or area_now < best[0]) and step >= min_steps:
                 best = (area_now, hard[0, 0].clone(), soft.detach()[0, 0].clone())
-            if faithful_now and step >= min_steps and self._converged(areas, soft):
-                preserved = bool(losses.target_log_odds(masked_logits, target) >= full_odds) or (
-                    config.preserve_tolerance > 0
-                    and float(torch.softmax(masked_logits.detach(), dim=1)[0, target_index])
-                    >= probability_full - config.preserve_tolerance
-                )
-                if preserved or not config.require_preserved:
-                    converged = True
-                    break
+            preserved = faithful_now and step >= min_steps and (
+                not config.require_preserved
+                or self._preserved(masked_logits, full_odds, probability_full, target_index)
+            )
+            if preserved and self._converged(areas, soft):
+                converged = True
+                break
+            if preserved and (best_preserved is None or area_now < best_preserved[0]):
+                if best_preserved is None or area_now < best_preserved[0] - self._area_tolerance(best_preserved[0]):
+                    last_shrink = step
+                best_preserved = (area_now, hard[0, 0].clone(), soft.detach()[0, 0].clone())
+            if best_preserved is not None and config.stall_window is not None and (
+                step - last_shrink >= config.stall_window
+            ):
+                # jittering around a size it no longer shrinks below: the smallest preserved mask
+                _, stalled_hard, stalled_soft = best_preserved
+                hard, soft = stalled_hard[None, None], stalled_soft[None, None]
+                converged = True
+                break
             if step == max_steps:
                 break
             if faithful_now:
