@@ -317,6 +317,7 @@ class MedCAM:
         best: tuple[float, torch.Tensor, torch.Tensor] | None = None  # smallest faithful mask
         best_preserved: tuple[float, torch.Tensor, torch.Tensor] | None = None  # ... also preserved
         last_shrink = 0
+        tracking_stall = config.stall_window is not None
         converged = False
         step = 0
         hard = soft = None
@@ -345,13 +346,11 @@ class MedCAM:
             if preserved and self._converged(areas, soft):
                 converged = True
                 break
-            if preserved and (best_preserved is None or area_now < best_preserved[0]):
+            if tracking_stall and preserved and (best_preserved is None or area_now < best_preserved[0]):
                 if best_preserved is None or area_now < best_preserved[0] - self._area_tolerance(best_preserved[0]):
                     last_shrink = step
                 best_preserved = (area_now, hard[0, 0].clone(), soft.detach()[0, 0].clone())
-            if best_preserved is not None and config.stall_window is not None and (
-                step - last_shrink >= config.stall_window
-            ):
+            if tracking_stall and best_preserved is not None and step - last_shrink >= config.stall_window:
                 # jittering around a size it no longer shrinks below: the smallest preserved mask
                 _, stalled_hard, stalled_soft = best_preserved
                 hard, soft = stalled_hard[None, None], stalled_soft[None, None]
