@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import highdicom as hd
 from highdicom.coding_schemes import CodingSchemeIdentificationItem
+from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
 SCHEME = "99MEDCAM"
@@ -36,7 +37,7 @@ def class_concept(index: int, name: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(f"CLASS{index}", SCHEME, name[:64])
 
 
-def class_index(concept) -> int | None:
+def class_index(concept: Dataset) -> int | None:
     """The class index of a :func:`class_concept` code item (``None`` for any other code)."""
     if concept.CodingSchemeDesignator != SCHEME or not str(concept.CodeValue).startswith("CLASS"):
         return None
