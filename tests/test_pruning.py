@@ -9,7 +9,7 @@ from conftest import BlobDetector, blob_image
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.medcam import MedCAM
-from medcam_dicom.explain.pruning import level_masks, prune_mask
+from medcam_dicom.explain.pruning import gradient_scores, level_masks, prune_mask
 from medcam_dicom.explain.verification import apply_mask, verify_mask
 
 
@@ -117,3 +117,26 @@ def test_medcam_with_pruning_returns_a_smaller_verified_mask(fast_config):
         MedCAMConfig(prune="smallest")
     with pytest.raises(ValueError, match="prune_fractions"):
         MedCAMConfig(prune_fractions=(0.5, 0.0))
+
+
+def test_the_classifiers_gradient_ranks_the_blob_above_the_fringe_of_a_mask():
+    classifier = BlobDetector().eval()
+    image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
+    baseline = torch.zeros_like(image)
+    mask = _square(32, 2, 12, 18)  # 324 voxels around the 49-voxel disk
+    scores = gradient_scores(classifier, image, baseline, mask, 1)
+    assert scores.shape == (32, 32)
+    assert float(scores[disk].mean()) > 10 * float(scores[mask & ~disk].mean())
+    pruned = prune_mask(classifier, image, baseline, mask, scores, 1, _full_odds(classifier, image))
+    assert verify_mask(classifier, image, pruned, 1, baseline)[0]
+    assert (pruned & disk).sum() >= 0.9 * pruned.sum() and int(pruned.sum()) < int(mask.sum()) // 2
+
+
+def test_medcam_prunes_by_the_gradient_when_asked():
+    image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
+    settings = dict(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,))
+    explanation = MedCAM(BlobDetector(), config=MedCAMConfig(**settings, prune_ranking="gradient")).explain(image)
+    assert explanation.faithful and explanation.target == 1
+    assert (explanation.mask & disk).sum() >= 0.5 * explanation.mask.sum()
+    with pytest.raises(ValueError, match="prune_ranking"):
+        MedCAMConfig(prune_ranking="occlusion")

@@ -13,6 +13,7 @@ BASELINES = ("zero", "mean", "blur", "noise")
 ROBUSTNESS_BACKGROUNDS = ("zero", "blur", "gaussian", "uniform")
 WARM_STARTS = ("none", "occlusion", "gradcam")
 PRUNE_CRITERIA = ("none", "preserved", "decision")
+PRUNE_RANKINGS = ("soft", "gradient")
 #: the pruning's levels, as fractions of the optimised mask's voxel count: shrinking, and growing (for a
 #: mask that falls short of the full image's probability)
 PRUNE_SHRINK_FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -124,6 +125,10 @@ class MedCAMConfig:
             is at least as convincing as the full image (else as the unpruned mask); ``"decision"`` =
             keeps the decision; ``"none"`` = the optimised mask as it is (see
             :mod:`medcam_dicom.explain.pruning`). Default ``"preserved"``.
+        prune_ranking: what orders the voxels the pruning keeps: ``"soft"`` (default) = the optimised soft
+            mask; ``"gradient"`` = the classifier's own gradient of the target log-odds with respect to
+            the mask at the optimised hard mask (``grad_x . (x - baseline)``, smoothed over 1/32 of the
+            smallest side): the voxels whose removal would cost the decision most come first.
         prune_fractions: the fractions of the mask's voxel count the pruning tries; above 1 the mask
             grows along the soft mask (for a mask that falls short of the full image's probability).
         null_masks: random smooth masks of the explanation's area classified for the null check
@@ -161,6 +166,7 @@ class MedCAMConfig:
     backtrack_patience: int = 5
     threshold: float = 0.5
     prune: str = "preserved"
+    prune_ranking: str = "soft"
     prune_fractions: tuple[float, ...] = PRUNE_SHRINK_FRACTIONS + PRUNE_GROW_FRACTIONS
     null_masks: int = 32
     null_limit: float = 0.25
@@ -237,6 +243,10 @@ class MedCAMConfig:
             raise ValueError(f"MedCAMConfig.backtrack_patience must be >= 1, got {self.backtrack_patience}")
         if self.prune not in PRUNE_CRITERIA:
             raise ValueError(f"MedCAMConfig.prune must be one of {PRUNE_CRITERIA}, got {self.prune!r}")
+        if self.prune_ranking not in PRUNE_RANKINGS:
+            raise ValueError(
+                f"MedCAMConfig.prune_ranking must be one of {PRUNE_RANKINGS}, got {self.prune_ranking!r}"
+            )
         if not self.prune_fractions or any(not 0.0 < v < 100.0 for v in self.prune_fractions):
             raise ValueError(
                 f"MedCAMConfig.prune_fractions must be positive multiples of the mask (< 100), "

@@ -25,7 +25,7 @@ from medcam_dicom.explain.mask_network import (
     straight_through_mask,
 )
 from medcam_dicom.explain.null_check import attach_null_check
-from medcam_dicom.explain.pruning import prune_mask
+from medcam_dicom.explain.pruning import gradient_scores, prune_mask
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, resolve_device, verify_mask
 from medcam_dicom.explain.warm_start import PriorOffsetNetwork, prior_logits, start_mask
@@ -169,7 +169,10 @@ class MedCAM:
             baseline = self.baseline(image)
             if self.config.prune != "none":
                 full_odds = float(losses.target_log_odds(full_logits, torch.tensor([target_index], device=self.device)))
-                mask = prune_mask(self.classifier, image, baseline, mask, soft_mask, target_index, full_odds,
+                scores = soft_mask
+                if self.config.prune_ranking == "gradient":
+                    scores = gradient_scores(self.classifier, image, baseline, mask, target_index)
+                mask = prune_mask(self.classifier, image, baseline, mask, scores, target_index, full_odds,
                                   self.config.prune, self.config.prune_fractions).to(self.device)
             faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
         explanation = Explanation(
