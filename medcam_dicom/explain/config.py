@@ -128,7 +128,9 @@ class MedCAMConfig:
         prune_ranking: what orders the voxels the pruning keeps: ``"soft"`` (default) = the optimised soft
             mask; ``"gradient"`` = the classifier's own gradient of the target log-odds with respect to
             the mask at the optimised hard mask (``grad_x . (x - baseline)``, smoothed over 1/32 of the
-            smallest side): the voxels whose removal would cost the decision most come first.
+            smallest side): the voxels whose removal would cost the decision most come first. Measured
+            on the plain-trained classifiers: tuning IoU 0.611 -> 0.578, p removed 0.077 -> 0.179, held
+            out precision 0.744 -> 0.765; not the default.
         prune_fractions: the fractions of the mask's voxel count the pruning tries; above 1 the mask
             grows along the soft mask (for a mask that falls short of the full image's probability).
         null_masks: random smooth masks of the explanation's area classified for the null check
