@@ -13,6 +13,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 [ -e /usr/share/java/pixelmed.jar ] || missing+=(libpixelmed-java)
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)  # pixelmed's runtime
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
