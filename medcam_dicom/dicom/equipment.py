@@ -1,10 +1,11 @@
 """Who made a result, the way IHE AI Results (AIR) asks: a Contributing Equipment item with the purpose
 "Processing Equipment" (DCM 109102), naming the algorithm with the same name and version as the SEG's
-Algorithm Identification and the SR's TID 4019, in every SEG, SC and SR we write."""
+Algorithm Identification and the SR's TID 4019, in every SEG, SC and SR we write (passed to highdicom's
+constructors, which add the source's acquisition equipment and the library itself beside it)."""
 
 from __future__ import annotations
 
-from pydicom.dataset import Dataset
+import highdicom as hd
 
 from medcam_dicom import __version__
 from medcam_dicom.dicom import codes
@@ -17,26 +18,16 @@ def device_uid(producer: Producer, settings: OutputSettings) -> str:
     return settings.uid("device", settings.manufacturer, producer.name)
 
 
-def contributing_equipment(producer: Producer, settings: OutputSettings) -> Dataset:
-    """One Contributing Equipment Sequence item describing the algorithm as processing equipment."""
-    purpose = Dataset()
-    purpose.CodeValue = codes.PROCESSING_EQUIPMENT.value
-    purpose.CodingSchemeDesignator = codes.PROCESSING_EQUIPMENT.scheme_designator
-    purpose.CodeMeaning = codes.PROCESSING_EQUIPMENT.meaning
-    item = Dataset()
-    item.PurposeOfReferenceCodeSequence = [purpose]
-    item.Manufacturer = settings.manufacturer
-    if settings.institution_name:
-        item.InstitutionName = settings.institution_name
-    item.ManufacturerModelName = producer.algorithm_name
-    item.SoftwareVersions = [__version__, producer.algorithm_version]
+def contributing_equipment(producer: Producer, settings: OutputSettings) -> hd.ContributingEquipment:
+    """The Contributing Equipment item describing the algorithm as processing equipment, with the Device
+    UID AIR asks for (highdicom's constructor has no parameter for it)."""
+    item = hd.ContributingEquipment(
+        manufacturer=settings.manufacturer,
+        purpose_of_reference=codes.PROCESSING_EQUIPMENT,
+        manufacturer_model_name=producer.algorithm_name,
+        software_versions=[__version__, producer.algorithm_version],
+        institution_name=settings.institution_name,
+        contribution_description="AI-generated Med-CAM evidence (minimal mask that keeps the decision)",
+    )
     item.DeviceUID = device_uid(producer, settings)
-    item.ContributionDescription = "AI-generated Med-CAM evidence (minimal mask that keeps the decision)"
     return item
-
-
-def add_contributing_equipment(dataset: Dataset, producer: Producer, settings: OutputSettings) -> None:
-    """Append the algorithm's Contributing Equipment item to ``dataset`` (kept: any item already there)."""
-    items = list(dataset.get("ContributingEquipmentSequence", []))
-    items.append(contributing_equipment(producer, settings))
-    dataset.ContributingEquipmentSequence = items

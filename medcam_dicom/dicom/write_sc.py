@@ -13,7 +13,7 @@ from skimage.segmentation import find_boundaries
 
 from medcam_dicom import __version__
 from medcam_dicom.dicom.appearance import segment_colour
-from medcam_dicom.dicom.equipment import add_contributing_equipment
+from medcam_dicom.dicom.equipment import contributing_equipment
 from medcam_dicom.dicom.results import EvidenceMask, Producer
 from medcam_dicom.dicom.series import ImageSeries, patient_orientation
 from medcam_dicom.dicom.settings import OutputSettings
@@ -133,6 +133,7 @@ def build_secondary_captures(
             series_description=settings.series_description("SC", reference.get("SeriesDescription")),
             software_versions=__version__,
             institution_name=settings.institution_name,
+            contributing_equipment=[contributing_equipment(producer, settings)],
         )
         if orientation is None:
             source_orientation = dataset.get("PatientOrientation")
@@ -150,6 +151,5 @@ def build_secondary_captures(
         if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
             derivation.ReferencedFrameNumber = source.frame_number
         image.SourceImageSequence = [derivation]
-        add_contributing_equipment(image, producer, settings)
         images.append(image)
     return images

@@ -13,7 +13,7 @@ from pydicom.valuerep import format_number_as_ds
 from medcam_dicom import __version__
 from medcam_dicom.dicom import codes
 from medcam_dicom.dicom.appearance import segment_colour
-from medcam_dicom.dicom.equipment import add_contributing_equipment
+from medcam_dicom.dicom.equipment import contributing_equipment
 from medcam_dicom.dicom.results import EvidenceMask, Producer
 from medcam_dicom.dicom.series import ImageSeries, patient_orientation
 from medcam_dicom.dicom.settings import OutputSettings
@@ -182,6 +182,7 @@ def build_segmentations(
             content_qualification=settings.content_qualification,
             coding_schemes=[codes.CODING_SCHEME],
             institution_name=settings.institution_name,
+            contributing_equipment=[contributing_equipment(producer, settings)],
         )
         if series.is_volume and series.spacing is not None:
             # each SEG voxel stands for the slab between neighbouring slice positions, so its thickness is the
@@ -196,6 +197,5 @@ def build_segmentations(
         if "PatientOrientation" not in segmentation:  # type 2C in General Image; dciodvfy asks for it
             orientation = patient_orientation(sources[0])
             segmentation.PatientOrientation = list(orientation) if orientation else ""
-        add_contributing_equipment(segmentation, producer, settings)
         segmentations.append(segmentation)
     return segmentations, groups, notes

@@ -9,7 +9,7 @@ from pydicom.dataset import Dataset
 
 from medcam_dicom import __version__
 from medcam_dicom.dicom import codes
-from medcam_dicom.dicom.equipment import add_contributing_equipment, device_uid
+from medcam_dicom.dicom.equipment import contributing_equipment, device_uid
 from medcam_dicom.dicom.results import EvidenceMask, Producer
 from medcam_dicom.dicom.series import ImageSeries
 from medcam_dicom.dicom.settings import OutputSettings
@@ -171,7 +171,7 @@ def build_report(
         _drop_segment_numbers_beside_frames(item)
         _conform_to_templates(item)
     evidence_datasets = [instance.dataset for instance in series.instances] + list(segmentations)
-    document = hd.sr.Comprehensive3DSR(
+    return hd.sr.Comprehensive3DSR(
         evidence=evidence_datasets,
         content=report,
         series_instance_uid=settings.uid(series.content_key, producer.name, producer.fingerprint, "SR series"),
@@ -185,6 +185,5 @@ def build_report(
         coding_schemes=[codes.CODING_SCHEME],
         software_versions=__version__,
         institution_name=settings.institution_name,
+        contributing_equipment=[contributing_equipment(producer, settings)],
     )
-    add_contributing_equipment(document, producer, settings)
-    return document
