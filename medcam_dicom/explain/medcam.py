@@ -250,15 +250,14 @@ class MedCAM:
         return max(self.config.area_tolerance, self.config.area_relative_tolerance * area)
 
     def _preserved(
-        self, masked_logits: torch.Tensor, full_odds: torch.Tensor, probability_full: float, target_index: int
+        self, masked_logits: torch.Tensor, target: torch.Tensor, full_odds: torch.Tensor, probability_full: float
     ) -> bool:
         """The evidence is at least as convincing as the full image: target log-odds >= the full
         image's, or the probability short of it by at most ``preserve_tolerance``."""
-        target = torch.tensor([target_index], device=masked_logits.device)
         if bool(losses.target_log_odds(masked_logits, target) >= full_odds):
             return True
         tolerance = self.config.preserve_tolerance
-        probability = float(torch.softmax(masked_logits.detach(), dim=1)[0, target_index])
+        probability = float(torch.softmax(masked_logits.detach(), dim=1).gather(1, target[:, None]))
         return tolerance > 0 and probability >= probability_full - tolerance
 
     def _converged(self, areas: deque[float], soft: torch.Tensor) -> bool:
@@ -344,7 +343,7 @@ class MedCAM:
                 best = (area_now, hard[0, 0].clone(), soft.detach()[0, 0].clone())
             preserved = faithful_now and step >= min_steps and (
                 not config.require_preserved
-                or self._preserved(masked_logits, full_odds, probability_full, target_index)
+                or self._preserved(masked_logits, target, full_odds, probability_full)
             )
             if preserved and self._converged(areas, soft):
                 converged = True
