@@ -8,7 +8,9 @@ The networks are randomly initialised: the figures are costs, not quality (quali
 ``medcam-dicom benchmark --methods medcam amortized amortized+refine``). Per-image Med-CAM runs a fixed
 ``--steps`` (no early stop, no warm start: the cost of steps alone) and is also reported extrapolated to
 ``--typical-steps``, about the median the benchmark measured with the warm start (60-98). Amortised =
-classifier forward + decoder forward + the verification re-run (bf16 autocast for the decoder on CUDA).
+classifier forward + decoder forward + the verification re-run (bf16 autocast for the decoder on CUDA) +
+the null check (``null_masks`` random masks of the same area, re-run: 32 classifier forwards by default);
+``amortized_core_s`` is the same without the null check.
 Every figure is the median of ``--repeats`` timed runs after one warm-up; ratios are computed within this
 run. Progress goes to stderr, figures to stdout.
 """
@@ -20,6 +22,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
@@ -50,7 +53,14 @@ def timed(function, device: torch.device, repeats: int) -> float:
 
 
 def measure(shape_name: str, device: torch.device, steps: int, typical_steps: int, repeats: int) -> dict:
-    spatial = SHAPES[shape_name]
+    """The figures of one of :data:`SHAPES`."""
+    return measure_spatial(SHAPES[shape_name], device, steps, typical_steps, repeats, label=shape_name)
+
+
+def measure_spatial(
+    spatial: tuple[int, ...], device: torch.device, steps: int, typical_steps: int, repeats: int, label: str = "",
+) -> dict:
+    """Seconds per image of Grad-CAM, amortised and per-image Med-CAM for images of ``spatial`` size."""
     torch.manual_seed(0)
     classifier = build_classifier("resnet18", len(spatial), 1, 2).eval().to(device)
     image = torch.randn((1, *spatial), device=device)
@@ -61,10 +71,15 @@ def measure(shape_name: str, device: torch.device, steps: int, typical_steps: in
     amortized.network.eval()
     gradcam = GradCAMSaliency(classifier, layer=per_image.matched_layers(image)[-1].name)
     figures = {"shape": list(spatial), "device": str(device)}
-    bar = tqdm(total=3, desc=f"{shape_name} {tuple(spatial)}", file=sys.stderr)
+    core = AmortizedMedCAM(classifier, config=replace(config, null_masks=0), device=device)
+    core.network, core.spatial_dims, core.in_channels = amortized.network, amortized.spatial_dims, amortized.in_channels
+    core.num_classes, core.feature_layers = amortized.num_classes, amortized.feature_layers
+    bar = tqdm(total=4, desc=f"{label} {tuple(spatial)}", file=sys.stderr)
     figures["gradcam_s"] = timed(lambda: gradcam.saliency(image, 1), device, repeats)
     bar.update()
     figures["amortized_s"] = timed(lambda: amortized.explain(image), device, repeats)
+    bar.update()
+    figures["amortized_core_s"] = timed(lambda: core.explain(image), device, repeats)
     bar.update()
     figures["per_image_s_at_steps"] = timed(lambda: per_image.explain(image), device, max(1, repeats // 3))
     bar.update()

@@ -90,3 +90,16 @@ def blob_image(size: int = 32, centre: tuple[int, ...] = (10, 20), radius: float
 def fast_config() -> MedCAMConfig:
     """A short schedule for tests: few steps, small U-Net."""
     return MedCAMConfig(max_steps=60, min_steps=10, unet_channels=(8, 16), unet_strides=(2,))
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """Where the tests marked ``device`` run: ``MEDCAM_TEST_DEVICE`` (``scripts/device_check.py`` sets
+    ``cuda``), else the CPU. Asking for CUDA where there is none is an error, never a silent CPU run."""
+    import os
+
+    name = os.environ.get("MEDCAM_TEST_DEVICE", "cpu")
+    chosen = torch.device(name)
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"MEDCAM_TEST_DEVICE={name}, but torch sees no CUDA device")
+    return chosen

@@ -18,6 +18,7 @@ from pydicom.uid import generate_uid
 from medcam_dicom.cli import main
 from medcam_dicom.dicom import pipeline
 from medcam_dicom.dicom.pipeline import explain_paths
+from medcam_dicom.dicom.write_sc import key_frames
 from medcam_dicom.models.description import ModelDescriptionError, load_description, parse_description
 from medcam_dicom.models.loading import load_model
 from tests.dicom_inputs import (
@@ -49,7 +50,8 @@ def test_3d_model_explains_the_whole_volume_and_the_seg_covers_every_slice(tmp_p
     assert item.frame_indices == (0, 1, 2, 3) and item.mask.shape == (4, 128, 128)
     seg = pydicom.dcmread(next(p for p in result.outputs if p.name.startswith("SEG")))
     assert int(seg.NumberOfFrames) == 4
-    assert sum(p.name.startswith("SC") for p in result.outputs) == 4
+    # pictures of the key slices only (here: every slice with evidence, at most OutputSettings.key_slices)
+    assert sum(p.name.startswith("SC") for p in result.outputs) == len(key_frames(item.mask, 5))
     sr = pydicom.dcmread(next(p for p in result.outputs if p.name == "SR.dcm"))
 
     def items(dataset):
@@ -61,6 +63,19 @@ def test_3d_model_explains_the_whole_volume_and_the_seg_covers_every_slice(tmp_p
     assert reference.ConceptNameCodeSequence[0].CodeMeaning == "Referenced Segment"  # the volumetric TID 1411
     assert reference.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == seg.SOPInstanceUID
     assert reference.ReferencedSOPSequence[0].ReferencedSegmentNumber == 1
+
+
+def test_key_slices_of_a_volume_spread_through_the_evidence_and_include_its_peak():
+    mask = np.zeros((40, 8, 8), dtype=bool)
+    mask[10:30, 2:4, 2:4] = True
+    mask[27, :, :] = True  # the slice with the most evidence
+    chosen = key_frames(mask, 5)
+    assert len(chosen) == 5 and 27 in chosen and chosen == sorted(chosen)
+    assert all(mask[i].any() for i in chosen) and chosen[0] == 10
+    assert key_frames(mask[:12], 5) == [10, 11]  # fewer slices with evidence than the limit: all of them
+    assert key_frames(np.zeros((9, 4, 4), dtype=bool), 5) == [4]  # no evidence: the middle slice
+    with pytest.raises(ValueError, match="key slices"):
+        key_frames(mask, 0)
 
 
 def test_3d_model_refuses_a_single_image(tmp_path):

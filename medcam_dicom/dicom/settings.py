@@ -24,6 +24,8 @@ class OutputSettings:
             for clinical use).
         manufacturer: Manufacturer of the results (the loop guard in ``orthanc/`` looks for it).
         institution_name: optional InstitutionName of the results.
+        key_slices: Secondary Captures of a volume's evidence: at most this many slices per explained
+            class (the SEG holds every slice).
     """
 
     uid_root: str = PYDICOM_ROOT_UID
@@ -31,6 +33,7 @@ class OutputSettings:
     content_qualification: str = "RESEARCH"
     manufacturer: str = "medcam-dicom"
     institution_name: str | None = None
+    key_slices: int = 5
 
     def __post_init__(self) -> None:
         root = self.uid_root
@@ -42,6 +45,8 @@ class OutputSettings:
             raise ValueError(
                 f"content_qualification must be one of {CONTENT_QUALIFICATIONS}, got {self.content_qualification!r}"
             )
+        if self.key_slices < 1:
+            raise ValueError(f"key_slices must be >= 1, got {self.key_slices}")
         if not 0 <= self.series_number_base < 2**30:
             raise ValueError(f"series_number_base out of range: {self.series_number_base}")
 

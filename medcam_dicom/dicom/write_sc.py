@@ -1,5 +1,6 @@
 """Evidence burned into pictures: a Secondary Capture series (RGB overlay, outline and the numbers)
-for viewers that cannot show a SEG. One image per explained frame."""
+for viewers that cannot show a SEG. One image per explained frame of a 2D model; for a volume, the key
+slices of its evidence (:func:`key_frames`), never the whole stack."""
 
 from __future__ import annotations
 
@@ -91,6 +92,27 @@ def evidence_lines(items: list[EvidenceMask]) -> list[str]:
     return lines
 
 
+def key_frames(mask: np.ndarray, limit: int) -> list[int]:
+    """The positions along the first axis of a volume's evidence ``mask`` ``(frames, rows, columns)`` that
+    get a picture: every slice with evidence when there are at most ``limit``, else ``limit`` slices spread
+    evenly through the evidence, the slice with the most evidence among them; the middle slice when the
+    evidence is empty (the numbers still need a picture)."""
+    if limit < 1:
+        raise ValueError(f"the number of key slices must be >= 1, got {limit}")
+    counts = mask.reshape(mask.shape[0], -1).sum(axis=1)
+    present = np.flatnonzero(counts)
+    if len(present) == 0:
+        return [mask.shape[0] // 2]
+    if len(present) <= limit:
+        return present.tolist()
+    chosen = {int(present[round(i)]) for i in np.linspace(0, len(present) - 1, limit)}
+    peak = int(np.argmax(counts))
+    if peak not in chosen:
+        chosen.remove(min(chosen, key=lambda index: abs(index - peak)))
+        chosen.add(peak)
+    return sorted(chosen)
+
+
 def build_secondary_captures(
     series: ImageSeries,
     pixels: np.ndarray,
@@ -98,11 +120,15 @@ def build_secondary_captures(
     producer: Producer,
     settings: OutputSettings,
 ) -> list[hd.sc.SCImage]:
-    """One RGB Secondary Capture per explained frame, in frame order."""
+    """One RGB Secondary Capture per explained frame (2D) or key slice (volumes: at most
+    ``settings.key_slices`` per explained class, see :func:`key_frames`), in frame order."""
     per_frame: dict[int, list[tuple[EvidenceMask, np.ndarray]]] = {}
     for item in evidence:
-        for position, frame_index in enumerate(item.frame_indices):
-            per_frame.setdefault(frame_index, []).append((item, item.mask[position]))
+        positions = range(len(item.frame_indices))
+        if len(item.frame_indices) > 1:
+            positions = key_frames(np.asarray(item.mask), settings.key_slices)
+        for position in positions:
+            per_frame.setdefault(item.frame_indices[position], []).append((item, item.mask[position]))
     reference = series.reference.dataset
     series_uid = settings.uid(series.content_key, producer.name, producer.fingerprint, "SC series")
     images = []

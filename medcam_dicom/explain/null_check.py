@@ -33,15 +33,23 @@ def blob_size(mask: torch.Tensor) -> float:
 
 
 def random_smooth_masks(
-    spatial_shape: tuple[int, ...], voxels: int, count: int, generator: torch.Generator, blob: float
+    spatial_shape: tuple[int, ...], voxels: int, count: int, generator: torch.Generator, blob: float,
+    device: str | torch.device = "cpu",
 ) -> torch.Tensor:
-    """``count`` boolean masks of ``spatial_shape``, each keeping exactly ``voxels`` voxels: the top of a
-    Gaussian random field smoothed to blobs of about ``blob`` voxels across (coarse noise, upsampled)."""
+    """``count`` boolean masks of ``spatial_shape`` on ``device``, each keeping exactly ``voxels`` voxels: the
+    top of a Gaussian random field smoothed to blobs of about ``blob`` voxels across (coarse noise from the
+    CPU ``generator``, upsampled on ``device``: the same blobs wherever it runs)."""
+    device = torch.device(device)
     coarse_shape = [max(2, int(round(s / max(blob, 1.0)))) for s in spatial_shape]
-    coarse = torch.randn((count, 1, *coarse_shape), generator=generator)
+    coarse = torch.randn((count, 1, *coarse_shape), generator=generator).to(device)
     mode = "bilinear" if len(spatial_shape) == 2 else "trilinear"
     field = F.interpolate(coarse, size=tuple(spatial_shape), mode=mode, align_corners=False).flatten(1)
-    field = field + 1e-6 * torch.rand(field.shape, generator=generator)  # no ties at the threshold
+    if device.type == "cpu":
+        jitter = torch.rand(field.shape, generator=generator)
+    else:  # full-size noise drawn where the field is: no CPU work or copy of count x voxels values
+        seed = int(torch.randint(0, 2**62, (), generator=generator))
+        jitter = torch.rand(field.shape, generator=torch.Generator(device).manual_seed(seed), device=device)
+    field = field + 1e-6 * jitter  # no ties at the threshold
     masks = torch.zeros_like(field, dtype=torch.bool)
     if voxels > 0:
         masks.scatter_(1, field.topk(min(voxels, field.shape[1]), dim=1).indices, True)
@@ -64,7 +72,8 @@ def random_keep_rate(
     if count < 1:
         raise ValueError(f"the null check needs at least one random mask, got count={count}")
     generator = torch.Generator().manual_seed(seed)
-    masks = random_smooth_masks(tuple(image.shape[1:]), int(mask.bool().sum()), count, generator, blob_size(mask))
+    masks = random_smooth_masks(tuple(image.shape[1:]), int(mask.bool().sum()), count, generator, blob_size(mask),
+                                device=image.device)
     kept = 0
     with evaluation_mode(classifier), torch.no_grad():
         for start in range(0, count, batch_size):

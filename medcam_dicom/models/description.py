@@ -21,7 +21,7 @@ A description is a YAML or JSON file::
     explainer: {amortized: demo, refine: auto}   # optional: a trained AmortizedMedCAM checkpoint (a
                                        # path, or "demo" for the shipped one of a demo classifier);
                                        # refine: auto | steps | 0. Without it: per-image Med-CAM
-    max_pixels: 50000000               # larger series are refused
+    max_pixels: 268435456              # larger series are refused (default: 1,024 slices of 512 x 512)
 
 Relative paths are resolved against the description file's folder. The shipped descriptions (``demo-ct``,
 ``demo-mr``, ``demo-colour``, ``demo-any``, ``demo-ct3d``) can be named instead of a path.
@@ -46,6 +46,8 @@ DESCRIPTIONS_DIR = Path(__file__).resolve().parent / "descriptions"
 DEFAULT_MODELS = ("demo-ct", "demo-mr", "demo-colour", "demo-any")
 CLASSIFIER_KINDS = ("demo", "torchscript", "bundle")
 EXPLAINER_KINDS = ("per_image", "amortized")
+#: the largest series read by default: 1,024 slices of 512 x 512 (a whole-body CT), 1 GiB as float32
+DEFAULT_MAX_PIXELS = 1024 * 512 * 512
 
 
 class ModelDescriptionError(ValueError):
@@ -117,7 +119,7 @@ class ModelDescription:
     explain: ExplainSpec = ExplainSpec()
     applies_to: SeriesRules = SeriesRules()
     medcam: MedCAMConfig = field(default_factory=MedCAMConfig)
-    max_pixels: int | None = 50_000_000
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
     explainer: ExplainerSpec = ExplainerSpec()
     source: str = "<built-in>"
 
@@ -247,7 +249,7 @@ def parse_description(raw: Mapping[str, Any], source: str = "<mapping>", base: P
     explain_classes = _tuple(explain.get("classes"), source, "explain.classes")
     if class_names and explain_classes and set(explain_classes) - set(class_names):
         raise ModelDescriptionError(source, f"'explain.classes' {list(explain_classes)} not all in class_names")
-    max_pixels = raw.get("max_pixels", 50_000_000)
+    max_pixels = raw.get("max_pixels", DEFAULT_MAX_PIXELS)
     explainer = _explainer_spec(raw, source, base)
     if explainer.checkpoint == "demo" and kind != "demo":
         raise ModelDescriptionError(source, "'explainer.amortized: demo' needs a demo classifier; give a path")
