@@ -337,13 +337,9 @@ def test_dcmqi_segimage2itkimage_reads_our_seg_as_our_mask(explained, tmp_path, 
     results, _, _ = explained
     result = results[name]
     (seg_path,) = _outputs(result, "SEG")
-    tool = shutil.which("segimage2itkimage") or str(Path(__import__("sys").executable).parent / "segimage2itkimage")
-    run = subprocess.run([tool, "--inputDICOM", str(seg_path), "--outputDirectory", str(tmp_path),
-                          "--outputType", "nrrd"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stdout + run.stderr
+    files = _segimage2itkimage(seg_path, tmp_path)
     meta = json.loads((tmp_path / "meta.json").read_text())
     labels = [s["SegmentLabel"] for group in meta["segmentAttributes"] for s in group]
-    files = sorted(tmp_path.glob("*.nrrd"), key=lambda p: int(p.stem))
     for label, path in zip(labels, files):
         class_name = label.removeprefix("Med-CAM evidence: ")
         converted = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(bool)  # (slices, rows, columns)
@@ -353,6 +349,47 @@ def test_dcmqi_segimage2itkimage_reads_our_seg_as_our_mask(explained, tmp_path, 
                 for position, frame_index in enumerate(item.frame_indices):
                     expected[frame_index] |= item.mask[position]  # our frames are sorted along the normal
         assert np.array_equal(converted, expected), label
+
+
+def _segimage2itkimage(seg_path: Path, out: Path) -> list[Path]:
+    """dcmqi's conversion of a SEG to NRRD (one file per segment, in segment order) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    tool = shutil.which("segimage2itkimage") or str(Path(__import__("sys").executable).parent / "segimage2itkimage")
+    run = subprocess.run([tool, "--inputDICOM", str(seg_path), "--outputDirectory", str(out),
+                          "--outputType", "nrrd"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return sorted(out.glob("*.nrrd"), key=lambda p: int(p.stem))
+
+
+def test_a_volume_explained_in_3d_converts_with_dcmqi_voxel_for_voxel_on_the_ct_grid(tmp_path):
+    """A CT volume explained by a 3D model: dcmqi (3D Slicer's SEG reader) gives back our mask voxel for
+    voxel, on the CT's own grid (origin, spacing, direction), and dciodvfy finds no error in the SEG."""
+    from medcam_dicom.dicom.examples import write_ct_volume_series
+
+    paths, _ = write_ct_volume_series(tmp_path / "in", slices=40, size=96, pixel_spacing=0.8, slice_spacing=2.0)
+    model = load_model(fast_description("demo-ct3d", max_steps=40, min_steps=5), "cpu")
+    (result,), _, failed = explain_paths(paths, tmp_path / "out", [model])
+    assert not failed and result.status == "explained", result.reason
+    (item,) = result.evidence
+    assert item.mask.shape == (40, 96, 96) and item.mask.any()
+    (seg_path,) = _outputs(result, "SEG")
+    assert not dciodvfy_errors(seg_path)
+    (nrrd,) = _segimage2itkimage(seg_path, tmp_path / "nrrd")
+    image = sitk.ReadImage(str(nrrd))
+    converted = sitk.GetArrayFromImage(image).astype(bool)  # (slices, rows, columns)
+    expected = np.zeros((40, 96, 96), bool)
+    for position, frame_index in enumerate(item.frame_indices):
+        expected[frame_index] = item.mask[position]  # frames sorted feet to head, as the files were written
+    # dcmqi writes the extent of the segment's frames; place it on the CT's grid by its origin
+    first = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    offset = round((image.GetOrigin()[2] - float(first.ImagePositionPatient[2])) / 2.0)
+    assert image.GetSize()[:2] == (96, 96) and 0 <= offset and offset + converted.shape[0] <= 40
+    assert np.allclose(image.GetSpacing(), (0.8, 0.8, 2.0), atol=1e-3)
+    assert np.allclose(image.GetDirection(), np.eye(3).flatten(), atol=1e-6)
+    assert np.allclose(image.GetOrigin()[:2], [float(v) for v in first.ImagePositionPatient[:2]], atol=1e-3)
+    placed = np.zeros_like(expected)
+    placed[offset : offset + converted.shape[0]] = converted
+    assert np.array_equal(placed, expected)
 
 
 def test_results_are_deterministic_so_a_resend_is_deduplicated(explained, tmp_path):
