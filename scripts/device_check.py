@@ -200,7 +200,7 @@ def stage_series(device: Any, sizes: dict[str, Any]) -> dict[str, Any]:
         pixels = timed("pixels", lambda: series.pixels(description.max_pixels))
         evidence = timed("explain", lambda: explain_frames(series, pixels, model))
         result = SeriesResult(series_uid=series.series_uid, label=series.describe(), status="explained")
-        timed("write", lambda: write_results(series, pixels, evidence, model, OutputSettings(), folder / "out",
+        timed("write", lambda: write_results([(series, pixels, evidence)], model, OutputSettings(), folder / "out",
                                              result))
         (first,) = evidence
         import highdicom as hd

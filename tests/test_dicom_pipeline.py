@@ -78,6 +78,45 @@ def test_key_slices_of_a_volume_spread_through_the_evidence_and_include_its_peak
         key_frames(mask, 0)
 
 
+def _series_of_two_sizes(folder: Path) -> tuple[list[Path], Path]:
+    """A 3-image CT series whose middle image is cropped to 64 x 64; returns (paths, the small one)."""
+    paths = ct_series(folder, slices=3)
+    small = pydicom.dcmread(paths[1])
+    crop = np.ascontiguousarray(small.pixel_array[:64, :64])
+    small.Rows, small.Columns = 64, 64
+    small.PixelData = crop.tobytes()
+    small.save_as(paths[1])
+    return paths, paths[1]
+
+
+def test_a_2d_model_explains_a_series_mixing_sizes_one_seg_sc_and_sr_per_size(tmp_path):
+    paths, small = _series_of_two_sizes(tmp_path / "in")
+    (result,), _, failed = explain_paths(paths, tmp_path / "out", [load_model(fast_description("demo-ct"), "cpu")])
+    assert not failed and result.status == "explained", result.reason
+    assert sorted(e.mask.shape for e in result.evidence) == [(1, 64, 64), (1, 128, 128), (1, 128, 128)]
+    names = sorted(p.name for p in result.outputs)
+    assert names == ["SC-0001.dcm", "SC-0002.dcm", "SC-0003.dcm", "SEG-1.dcm", "SEG-2.dcm", "SR-1.dcm", "SR-2.dcm"]
+    assert any("series mixes image sizes: each size explained" in note for note in result.notes)
+    small_uid = pydicom.dcmread(small, stop_before_pixels=True).SOPInstanceUID
+    sources = {}
+    for path in (p for p in result.outputs if p.name.startswith("SEG")):
+        assert not dciodvfy_errors(path), path.name
+        seg = hd.seg.segread(path)
+        sources[(seg.Rows, seg.Columns)] = {uid for _, _, uid in seg.get_source_image_uids()}
+    assert sources[(64, 64)] == {small_uid} and len(sources[(128, 128)]) == 2 and small_uid not in sources[(128, 128)]
+    reports = [pydicom.dcmread(p) for p in result.outputs if p.name.startswith("SR")]
+    assert len({r.SOPInstanceUID for r in reports}) == 2
+    summary = json.loads((result.outputs[0].parent / "result.json").read_text())
+    assert sorted(e["size"] for e in summary["evidence"]) == [[64, 64], [128, 128], [128, 128]]
+
+
+def test_a_3d_model_refuses_a_series_mixing_sizes_naming_the_file(tmp_path):
+    paths, small = _series_of_two_sizes(tmp_path / "in")
+    (result,), _, _ = explain_paths(paths, tmp_path / "out", [load_model(fast_description("demo-ct3d"), "cpu")])
+    assert result.status == "failed" and small.name in result.reason
+    assert "series mixes image sizes: Rows x Columns 64 x 64 here, 128 x 128 in" in result.reason
+
+
 def test_3d_model_refuses_a_single_image(tmp_path):
     copy_file("CT_small.dcm", tmp_path / "in")
     (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", [load_model(fast_description("demo-ct3d"),

@@ -23,7 +23,7 @@ from medcam_dicom.dicom.errors import DicomInputError
 from medcam_dicom.dicom.preprocess import Preprocessor
 from medcam_dicom.dicom.read import Instance, scan_inputs
 from medcam_dicom.dicom.results import EvidenceMask, Producer, SeriesResult
-from medcam_dicom.dicom.series import ImageSeries, assemble_series
+from medcam_dicom.dicom.series import ImageSeries, assemble_series, mixed_size_error, split_by_size
 from medcam_dicom.dicom.settings import OutputSettings
 from medcam_dicom.dicom.write_sc import build_secondary_captures
 from medcam_dicom.dicom.write_seg import build_segmentations
@@ -114,31 +114,39 @@ def _publish(staging: Path, final: Path) -> None:
     fsync_directory(final.parent)
 
 
+#: one size group of a series, explained: its frames, their pixels and the evidence found on them
+ExplainedPart = tuple[ImageSeries, np.ndarray, list[EvidenceMask]]
+
+
 def write_results(
-    series: ImageSeries,
-    pixels: np.ndarray,
-    evidence: list[EvidenceMask],
+    parts: Sequence[ExplainedPart],
     model: LoadedModel,
     settings: OutputSettings,
     out_dir: str | Path,
     result: SeriesResult,
 ) -> None:
-    """Build SEG, SC and SR and write them (plus ``result.json``) to
-    ``out_dir/<StudyInstanceUID>/<SeriesInstanceUID>/``, all or nothing."""
+    """Build SEG, SC and SR for each part of a series (one part, unless a 2D model explained a series
+    that mixes image sizes: then each size gets its own SEG, SC and SR series) and write them, with
+    ``result.json``, to ``out_dir/<StudyInstanceUID>/<SeriesInstanceUID>/``, all or nothing."""
     description = model.description
     producer = Producer(description.name, description.version, model.fingerprint)
-    segmentations, groups, notes = build_segmentations(series, evidence, model.class_names, producer, settings)
-    result.notes += notes
-    captures = build_secondary_captures(series, pixels, evidence, producer, settings)
-    report = build_report(series, evidence, segmentations, groups, producer, settings)
-    final = Path(out_dir) / str(series.reference.dataset.StudyInstanceUID) / series.series_uid
-    staging = final.with_name(f".staging-{series.series_uid}-{os.getpid()}")
+    files: list[tuple[str, Dataset]] = []
+    segments = captures = 0
+    for number, (series, pixels, evidence) in enumerate(parts, start=1):
+        segmentations, groups, notes = build_segmentations(series, evidence, model.class_names, producer, settings)
+        result.notes += notes
+        pictures = build_secondary_captures(series, pixels, evidence, producer, settings)
+        report = build_report(series, evidence, segmentations, groups, producer, settings)
+        files += [(f"SEG-{segments + i}.dcm", seg) for i, seg in enumerate(segmentations, start=1)]
+        files += [(f"SC-{captures + i:04d}.dcm", image) for i, image in enumerate(pictures, start=1)]
+        files.append(("SR.dcm" if len(parts) == 1 else f"SR-{number}.dcm", report))
+        segments, captures = segments + len(segmentations), captures + len(pictures)
+    first = parts[0][0]
+    final = Path(out_dir) / str(first.reference.dataset.StudyInstanceUID) / first.series_uid
+    staging = final.with_name(f".staging-{first.series_uid}-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        files = [(f"SEG-{i}.dcm", seg) for i, seg in enumerate(segmentations, start=1)]
-        files += [(f"SC-{i:04d}.dcm", image) for i, image in enumerate(captures, start=1)]
-        files.append(("SR.dcm", report))
         for filename, dataset in files:
             _write_dataset(dataset, staging / filename)
         result.outputs = [final / filename for filename, _ in files]
@@ -162,9 +170,10 @@ def explain_series(
     series_uid = str(instances[0].dataset.SeriesInstanceUID) if instances else "?"
     result = SeriesResult(series_uid=series_uid, label=str(instances[0].path) if instances else "?", status="failed")
     try:
-        series = assemble_series(list(instances))
+        parts = [assemble_series(group) for group in split_by_size(list(instances))]
+        series = parts[0]
         result.label = series.describe()
-        result.notes += [f"{instance.path.name}: {note}" for instance in series.instances for note in instance.notes]
+        result.notes += [f"{i.path.name}: {note}" for part in parts for i in part.instances for note in i.notes]
         result.study_uid = str(series.reference.dataset.StudyInstanceUID)
         model, why = select_model(series, models)
         if model is None:
@@ -172,9 +181,20 @@ def explain_series(
             log.info("series %s skipped: %s", series_uid, why)
             return result
         result.model = model.description.name
-        pixels = series.pixels(model.description.max_pixels)
-        result.evidence = explain_frames(series, pixels, model, progress)
-        write_results(series, pixels, result.evidence, model, settings, out_dir, result)
+        if len(parts) > 1:
+            if model.description.mode == "3d":  # a volume has one size; a 2D model explains image by image
+                raise mixed_size_error(parts[1].reference, series.reference)
+            result.notes.append(
+                f"series mixes image sizes: each size explained and written as its own SEG, SC and SR "
+                f"({'; '.join(f'{p.shape[0]} x {p.shape[1]}: {len(p.frames)} frame(s)' for p in parts)})"
+            )
+        explained = []
+        for part in parts:
+            pixels = part.pixels(model.description.max_pixels)
+            evidence = explain_frames(part, pixels, model, progress)
+            explained.append((part, pixels, evidence))
+            result.evidence += evidence
+        write_results(explained, model, settings, out_dir, result)
         result.status = "explained"
     except DicomInputError as error:
         result.reason = str(error)

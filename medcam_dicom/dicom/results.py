@@ -58,6 +58,7 @@ class EvidenceMask:
             "frames": [i + 1 for i in self.frame_indices]
             if len(self.frame_indices) < 2
             else [self.frame_indices[0] + 1, self.frame_indices[-1] + 1],
+            "size": list(self.mask.shape[1:]),  # rows, columns: which part of a series mixing sizes
             "probability": self.explanation.probability,
             "masked_probability": self.explanation.masked_probability,
             "faithful": self.explanation.faithful,

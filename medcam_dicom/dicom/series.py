@@ -139,35 +139,64 @@ def patient_orientation(dataset: Dataset) -> tuple[str, str] | None:
     return direction([float(v) for v in value[:3]]), direction([float(v) for v in value[3:]])
 
 
-def assemble_series(instances: list[Instance]) -> ImageSeries:
-    """Order the instances of one series into frames, checking that they belong together.
+def _size(instance: Instance) -> tuple[int, int]:
+    return int(instance.dataset.get("Rows", 0) or 0), int(instance.dataset.get("Columns", 0) or 0)
 
-    Raises :class:`DicomInputError` naming the offending file for mixed sizes, mixed colour/grey-scale,
-    mixed frames of reference or two slices at the same position.
-    """
-    if not instances:
-        raise ValueError("a series needs at least one instance")
+
+def _check_belong_together(instances: list[Instance]) -> None:
+    """Refuse a series that mixes colour and grey-scale images or frames of reference (naming the file)."""
     first = instances[0]
-    rows, columns = int(first.dataset.get("Rows", 0) or 0), int(first.dataset.get("Columns", 0) or 0)
-    frames_of_reference = {str(i.dataset.get("FrameOfReferenceUID", "")) for i in instances}
     for instance in instances[1:]:
-        size = (int(instance.dataset.get("Rows", 0) or 0), int(instance.dataset.get("Columns", 0) or 0))
-        if size != (rows, columns):
-            raise DicomInputError(
-                instance.path,
-                f"series mixes image sizes: Rows x Columns {size[0]} x {size[1]} "
-                f"here, {rows} x {columns} in {first.path.name}",
-            )
         if is_colour(instance.dataset) != is_colour(first.dataset):
             raise DicomInputError(
                 instance.path, "series mixes colour and grey-scale images (Photometric Interpretation (0028,0004))"
             )
+    frames_of_reference = {str(i.dataset.get("FrameOfReferenceUID", "")) for i in instances}
     if len(frames_of_reference) > 1:
         raise DicomInputError(
             first.path,
             "series mixes frames of reference (FrameOfReferenceUID (0020,0052): "
             f"{', '.join(sorted(v or 'none' for v in frames_of_reference))})",
         )
+
+
+def mixed_size_error(part: Instance, first: Instance) -> DicomInputError:
+    """The error for an image whose size differs from the series' first image."""
+    rows, columns = _size(first)
+    size = _size(part)
+    return DicomInputError(
+        part.path,
+        f"series mixes image sizes: Rows x Columns {size[0]} x {size[1]} here, {rows} x {columns} in {first.path.name}",
+    )
+
+
+def split_by_size(instances: list[Instance]) -> list[list[Instance]]:
+    """The instances of one series grouped by Rows x Columns, the group of the first instance first (a
+    series of scouts and captures of several sizes, explained image by image). Raises
+    :class:`DicomInputError` for a series that mixes colour and grey-scale or frames of reference."""
+    if not instances:
+        raise ValueError("a series needs at least one instance")
+    _check_belong_together(instances)
+    groups: dict[tuple[int, int], list[Instance]] = {}
+    for instance in instances:
+        groups.setdefault(_size(instance), []).append(instance)
+    return list(groups.values())
+
+
+def assemble_series(instances: list[Instance]) -> ImageSeries:
+    """Order the instances of one series into frames, checking that they belong together.
+
+    Raises :class:`DicomInputError` naming the offending file for mixed sizes (:func:`split_by_size`
+    first for a series that may mix them), mixed colour/grey-scale, mixed frames of reference or two
+    slices at the same position.
+    """
+    if not instances:
+        raise ValueError("a series needs at least one instance")
+    first = instances[0]
+    for instance in instances[1:]:
+        if _size(instance) != _size(first):
+            raise mixed_size_error(instance, first)
+    _check_belong_together(instances)
     series_uid = str(first.dataset.SeriesInstanceUID)
     single_frame = all(i.number_of_frames == 1 for i in instances)
     orientations = [_orientation(i) for i in instances]
