@@ -181,7 +181,8 @@ SERVICE_FLAGS = (
     ("--max-instance-bytes", int, "largest instance accepted"),
     ("--workers", int, "explainer worker threads in this process (0: remote workers only)"),
     ("--queue-url", str, "'sqlite' (embedded, default) or redis://host:port/db"),
-    ("--device", str, "torch device (default: cuda when available)"),
+    ("--device", str, "torch device: cpu, cuda or cuda:N (default: cuda when available)"),
+    ("--threads", int, "torch CPU threads of this process (default: the cores shared out among its workers)"),
     ("--tls-certificate", str, "PEM certificate: enables TLS"),
     ("--tls-key", str, "PEM private key of the certificate"),
     ("--tls-ca", str, "PEM CA: require client certificates signed by it (mutual TLS)"),
@@ -214,13 +215,16 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from medcam_dicom.service.logs import configure_logging
+    from medcam_dicom.service.logs import configure_logging, log_event
     from medcam_dicom.service.spool import Spool
-    from medcam_dicom.service.worker import JobRunner, make_queue, register_task
+    from medcam_dicom.service.worker import JobRunner, apply_thread_budget, make_queue, register_task
 
     configure_logging()
     config = _service_config(args)
     queue = make_queue(config)
+    threads = apply_thread_budget(config)
+    log_event("worker started", workers=max(1, config.workers), torch_threads=threads, device=config.device,
+              queue=config.queue_url, spool=str(config.spool))
     register_task(queue, JobRunner(config, Spool(config.spool)))
     queue.create_consumer(workers=max(1, config.workers), worker_type="thread", periodic=False).run()
     return 0

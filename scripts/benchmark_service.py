@@ -6,8 +6,11 @@
 2. End-to-end latency from the end of the C-STORE to the SEG arriving at a PACS (pynetdicom SCP), for a
    CR image and a 20-slice CT series, with the demo models at --max-steps Med-CAM steps.
 3. Jobs per minute with 2 workers on single-image studies.
+4. Jobs per minute with 1 and 2 worker *processes* (`serve --workers 0` receives; each `medcam-dicom worker`
+   process takes jobs from the same spool's queue with its share of the cores, `--threads`).
 
     python scripts/benchmark_service.py --slices 200 --max-steps 300
+    python scripts/benchmark_service.py --only-worker-processes --studies 24   # part 4 alone
 """
 
 from __future__ import annotations
@@ -186,6 +189,50 @@ def jobs_per_minute(root: Path, studies: int, max_steps: int) -> float:
         pacs.stop()
 
 
+def jobs_per_minute_processes(root: Path, studies: int, processes: int) -> float:
+    """Single-image studies per minute with ``processes`` worker processes beside a receiving-only node."""
+    pacs = Pacs().start()
+    spool = root / f"processes-{processes}-spool"
+    service = ServiceProcess(spool, ["--destination", pacs.address, "--stable-seconds", "0.5", "--workers", "0",
+                                     "--model", "demo-ct"]).start()
+    cores = len(os.sched_getaffinity(0))
+    workers = []
+    try:
+        for index in range(processes):
+            log = open(root / f"worker-{processes}-{index}.log", "ab")
+            command = [sys.executable, "-m", "medcam_dicom.cli", "worker", "--spool", str(spool), "--workers", "1",
+                       "--threads", str(max(1, cores // processes)), "--model", "demo-ct",
+                       "--destination", pacs.address]
+            workers.append(subprocess.Popen(command, stdout=log, stderr=log, env=dict(os.environ,
+                                                                                        PYTHONUNBUFFERED="1")))
+        paths = []
+        for index in range(studies):
+            (path,) = make_series(root / f"p{processes}-{index}", 1, 128)
+            dataset = pydicom.dcmread(path)
+            dataset.StudyInstanceUID = generate_uid()
+            dataset.save_as(path)
+            paths.append(path)
+        time.sleep(10)  # the workers load torch and the models before the clock starts
+        started = time.perf_counter()
+        for path in tqdm(paths, desc=f"{processes} worker process(es)", leave=False):
+            send(service.port, "MEDCAM", [path])
+        while sum(d.Modality == "SEG" for d in pacs.received) < studies:
+            if any(worker.poll() is not None for worker in workers):
+                raise RuntimeError(f"a worker process exited; see {root}/worker-{processes}-*.log")
+            time.sleep(0.1)
+        return studies / (time.perf_counter() - started) * 60
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        service.stop()
+        pacs.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slices", type=int, default=200, help="slices of the receive-throughput series")
@@ -193,10 +240,23 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=6, help="single-image studies for jobs per minute")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the receive test")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--only-worker-processes", action="store_true", help="run part 4 alone")
+    parser.add_argument("--worker-processes", type=int, nargs="+", default=[1, 2],
+                        help="worker process counts of part 4 (default: %(default)s)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="service-bench-"))
     console = Console(width=120)
     try:
+        table = Table(title=f"Jobs per minute, single 128^2 CT images (demo-ct), {args.studies} studies, "
+                            f"{len(os.sched_getaffinity(0))} cores")
+        for column in ("worker processes", "threads each", "jobs/min"):
+            table.add_column(column)
+        for processes in args.worker_processes:
+            rate = jobs_per_minute_processes(root, args.studies, processes)
+            table.add_row(str(processes), str(max(1, len(os.sched_getaffinity(0)) // processes)), f"{rate:.1f}")
+        console.print(table)
+        if args.only_worker_processes:
+            return
         paths = make_series(root / "series", args.slices)
         rows = receive_rates(paths, root, args.repeats)
         table = Table(title=f"Receive: {args.slices} x 512^2 CT slices from storescu, one association, "

@@ -386,6 +386,41 @@ def test_redis_queue_lets_separate_worker_processes_do_the_explaining(tmp_path):
         redis.stop()
 
 
+def test_worker_processes_on_one_machine_share_the_spools_sqlite_queue_each_job_done_once(tmp_path):
+    """Two `medcam-dicom worker` processes beside `serve --workers 0`, on the node's own spool and embedded
+    queue (no Redis), each with one torch thread: three studies, each explained and delivered once."""
+    pacs = Pacs().start()
+    common = ["--destination", pacs.address, *model_args(tmp_path / "models")]
+    service = ServiceProcess(tmp_path / "spool", ["--workers", "0", "--stable-seconds", "0.5", *common])
+    logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+    workers = []
+    try:
+        service.start()
+        for path in logs:
+            with open(path, "wb") as log:
+                workers.append(subprocess.Popen(
+                    [sys.executable, "-m", "medcam_dicom.cli", "worker", "--spool", str(tmp_path / "spool"),
+                     "--workers", "1", "--threads", "1", *common], stdout=log, stderr=log))
+        studies = [pydicom.dcmread(new_study("CT_small.dcm", tmp_path / f"in{i}")) for i in range(3)]
+        for dataset in studies:
+            assert store(service.port, [dataset]) == [0]
+        received = pacs.wait_for(9, timeout=180)  # SEG, SC and SR per study
+        wait_until(lambda: [j["state"] for j in jobs(tmp_path / "spool")] == ["delivered"] * 3, what="delivered")
+        time.sleep(2)  # a duplicate delivery would arrive now
+        assert len(pacs.received) == 9 and len({d.SOPInstanceUID for d in received}) == 9
+        assert {str(d.StudyInstanceUID) for d in received} == {str(d.StudyInstanceUID) for d in studies}
+        texts = [path.read_text() for path in logs]
+        assert all('"torch_threads": 1' in text for text in texts), texts
+        assert sum(text.count('"state": "delivered"') for text in texts) == 3
+        assert '"state": "delivered"' not in service.log()
+    finally:
+        service.stop()
+        for worker in workers:
+            worker.terminate()
+            worker.wait(30)
+        pacs.stop()
+
+
 def test_an_unreadable_job_record_is_reported_then_quarantined_with_its_study_kept(tmp_path, capsys):
     """A truncated job.json: /metrics, the log and `status` report it while the service runs; the next start
     moves the job folder, study included, to spool/quarantine/ and keeps reporting it. Nothing is dropped."""

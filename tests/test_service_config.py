@@ -30,10 +30,29 @@ def test_flags_override_environment_override_file(tmp_path):
     ({"tls_certificate": "cert.pem"}, "tls_certificate and tls_key must be given together"),
     ({"queue_url": "amqp://x"}, "queue_url must be 'sqlite' or redis"),
     ({"max_associations": "many"}, "max_associations from --max-associations"),
+    ({"threads": 0}, "threads must be >= 1"),
 ])
 def test_bad_settings_name_the_setting(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides, environ={})
+
+
+def test_worker_processes_share_the_cores_out_unless_told(monkeypatch):
+    import torch
+
+    from medcam_dicom.service.worker import apply_thread_budget
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    try:
+        assert apply_thread_budget(load_config(None, {"workers": 2}, environ={})) == 4
+        assert torch.get_num_threads() == 4
+        assert apply_thread_budget(load_config(None, {"workers": 16}, environ={})) == 1
+        assert apply_thread_budget(load_config(None, {"workers": 2, "threads": 3}, environ={})) == 3
+        assert apply_thread_budget(load_config(None, {}, environ={"MEDCAM_THREADS": "2"})) == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_unknown_setting_in_file_is_named(tmp_path):

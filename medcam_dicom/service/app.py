@@ -17,7 +17,7 @@ from medcam_dicom.service.metrics import Metrics
 from medcam_dicom.service.scp import StorageSCP
 from medcam_dicom.service.spool import Spool
 from medcam_dicom.service.tracker import StudyTracker
-from medcam_dicom.service.worker import JobRunner, make_queue, register_task
+from medcam_dicom.service.worker import JobRunner, apply_thread_budget, make_queue, register_task
 
 SCHEDULER_INTERVAL = 0.2
 
@@ -45,6 +45,7 @@ class Service:
     def start(self) -> None:
         self.tracker.restore(self.spool)
         self.recover()
+        threads = apply_thread_budget(self.config) if self.config.workers > 0 else None
         if self.config.workers > 0:
             self.consumer = self.queue.create_consumer(workers=self.config.workers, worker_type="thread",
                                                        periodic=False, initial_delay=0.05, max_delay=0.5,
@@ -56,7 +57,8 @@ class Service:
             self.http = start_http(self.config.bind, self.config.http_port, self.health, self.render_metrics)
         log_event("service started", ae_title=self.config.ae_title, bind=self.config.bind, port=self.config.port,
                   tls=self.config.tls, destination=str(self.config.destination), workers=self.config.workers,
-                  queue=self.config.queue_url, spool=str(self.spool.root))
+                  torch_threads=threads, device=self.config.device, queue=self.config.queue_url,
+                  spool=str(self.spool.root))
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop gracefully (must be called from the main thread)."""

@@ -54,7 +54,10 @@ class ServiceConfig:
         max_instance_bytes: one dataset larger than this is refused.
         workers: explainer worker threads in this process (0: none; run ``medcam-dicom worker`` elsewhere).
         queue_url: ``sqlite`` (embedded, in the spool) or ``redis://host:port/db`` for remote workers.
-        device: torch device for the explainer (``None``: CUDA when available).
+        device: torch device for the explainer (``None``: CUDA when available; ``cuda:N`` pins a GPU, one per
+            worker process on a machine with several).
+        threads: torch CPU threads of this process (``None``: the machine's cores shared out among its worker
+            threads, at least 1 each), so that worker processes and threads on one machine do not contend.
         tls_certificate, tls_key: enable TLS on the SCP; tls_ca: require client certificates signed by it.
         uid_root, content_qualification: identity of the results (see :class:`OutputSettings`).
         send_retries, send_backoff_seconds: sending attempts after the first, base of the exponential backoff.
@@ -76,6 +79,7 @@ class ServiceConfig:
     workers: int = 1
     queue_url: str = "sqlite"
     device: str | None = None
+    threads: int | None = None
     tls_certificate: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
@@ -101,6 +105,8 @@ class ServiceConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.workers < 0 or self.send_retries < 0 or self.stable_seconds < 0 or self.send_backoff_seconds < 0:
             raise ConfigError("workers, send_retries, stable_seconds and send_backoff_seconds must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if (self.tls_certificate is None) != (self.tls_key is None):
             raise ConfigError("tls_certificate and tls_key must be given together")
         if self.tls_ca is not None and self.tls_certificate is None:

@@ -7,10 +7,12 @@ harmless, and sends skip every result the destination already accepted.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
 
+import torch
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.exceptions import RetryTask
 
@@ -35,6 +37,15 @@ def make_queue(config: ServiceConfig) -> Huey:
         config.spool.mkdir(parents=True, exist_ok=True)
         return SqliteHuey(name="medcam", filename=str(Path(config.spool) / "queue.db"), results=False, fsync=True)
     return RedisHuey(name="medcam", url=config.queue_url, results=False)
+
+
+def apply_thread_budget(config: ServiceConfig) -> int:
+    """Set torch's CPU threads for this process: ``config.threads``, else the cores shared out among its
+    worker threads (at least 1). Returns the number set."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = config.threads or max(1, cores // max(1, config.workers))
+    torch.set_num_threads(threads)
+    return threads
 
 
 class JobRunner:
