@@ -7,7 +7,9 @@
    CR image and a 20-slice CT series, with the demo models at --max-steps Med-CAM steps.
 3. Jobs per minute with 2 workers on single-image studies.
 4. Jobs per minute with 1 and 2 worker *processes* (`serve --workers 0` receives; each `medcam-dicom worker`
-   process takes jobs from the same spool's queue with its share of the cores, `--threads`).
+   process takes jobs from the same spool's queue with its share of the cores, `--threads`), against 2 worker
+   threads in one process and one process with one torch thread; `--worker-model` picks the description
+   (a per-image one shows the explaining itself).
 
     python scripts/benchmark_service.py --slices 200 --max-steps 300
     python scripts/benchmark_service.py --only-worker-processes --studies 24   # part 4 alone
@@ -189,25 +191,28 @@ def jobs_per_minute(root: Path, studies: int, max_steps: int) -> float:
         pacs.stop()
 
 
-def jobs_per_minute_processes(root: Path, studies: int, processes: int) -> float:
-    """Single-image studies per minute with ``processes`` worker processes beside a receiving-only node."""
+def jobs_per_minute_processes(root: Path, studies: int, processes: int, threads: int = 1, model: str = "demo-ct",
+                              torch_threads: int | None = None) -> float:
+    """Single-image studies per minute with ``processes`` worker processes of ``threads`` worker threads each
+    beside a receiving-only node; each process gets ``torch_threads`` for torch (default: the cores divided by
+    ``processes``)."""
     pacs = Pacs().start()
-    spool = root / f"processes-{processes}-spool"
+    spool = root / f"processes-{processes}-{threads}-spool"
     service = ServiceProcess(spool, ["--destination", pacs.address, "--stable-seconds", "0.5", "--workers", "0",
-                                     "--model", "demo-ct"]).start()
+                                     "--model", model]).start()
     cores = len(os.sched_getaffinity(0))
     workers = []
     try:
         for index in range(processes):
             log = open(root / f"worker-{processes}-{index}.log", "ab")
-            command = [sys.executable, "-m", "medcam_dicom.cli", "worker", "--spool", str(spool), "--workers", "1",
-                       "--threads", str(max(1, cores // processes)), "--model", "demo-ct",
-                       "--destination", pacs.address]
+            command = [sys.executable, "-m", "medcam_dicom.cli", "worker", "--spool", str(spool),
+                       "--workers", str(threads), "--threads", str(torch_threads or max(1, cores // processes)),
+                       "--model", model, "--destination", pacs.address]
             workers.append(subprocess.Popen(command, stdout=log, stderr=log, env=dict(os.environ,
                                                                                         PYTHONUNBUFFERED="1")))
         paths = []
         for index in range(studies):
-            (path,) = make_series(root / f"p{processes}-{index}", 1, 128)
+            (path,) = make_series(root / f"p{processes}-{threads}-{index}", 1, 128)
             dataset = pydicom.dcmread(path)
             dataset.StudyInstanceUID = generate_uid()
             dataset.save_as(path)
@@ -241,19 +246,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the receive test")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--only-worker-processes", action="store_true", help="run part 4 alone")
+    parser.add_argument("--worker-model", default="demo-ct",
+                        help="model description of part 4 (default: %(default)s, the amortised explainer)")
     parser.add_argument("--worker-processes", type=int, nargs="+", default=[1, 2],
-                        help="worker process counts of part 4 (default: %(default)s)")
+                        help="worker process counts of part 4, each also run as that many threads of one process "
+                             "(default: %(default)s)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="service-bench-"))
     console = Console(width=120)
     try:
-        table = Table(title=f"Jobs per minute, single 128^2 CT images (demo-ct), {args.studies} studies, "
+        table = Table(title=f"Jobs per minute, single 128^2 CT images ({args.worker_model}), {args.studies} studies, "
                             f"{len(os.sched_getaffinity(0))} cores")
-        for column in ("worker processes", "threads each", "jobs/min"):
+        for column in ("worker processes", "worker threads each", "torch threads each", "jobs/min"):
             table.add_column(column)
-        for processes in args.worker_processes:
-            rate = jobs_per_minute_processes(root, args.studies, processes)
-            table.add_row(str(processes), str(max(1, len(os.sched_getaffinity(0)) // processes)), f"{rate:.1f}")
+        cores = len(os.sched_getaffinity(0))
+        configurations = [(p, 1, max(1, cores // p)) for p in args.worker_processes]
+        configurations += [(1, n, cores) for n in args.worker_processes if n > 1] + [(1, 1, 1)]
+        for processes, threads, torch_threads in configurations:
+            rate = jobs_per_minute_processes(root, args.studies, processes, threads, args.worker_model, torch_threads)
+            table.add_row(str(processes), str(threads), str(torch_threads), f"{rate:.1f}")
         console.print(table)
         if args.only_worker_processes:
             return
