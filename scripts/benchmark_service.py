@@ -166,6 +166,18 @@ def latency(root: Path, max_steps: int) -> list[tuple[str, float]]:
     return results
 
 
+def single_image_studies(folder: Path, count: int) -> list[Path]:
+    """``count`` studies of one 128^2 CT image each, in ``folder``/<index>/."""
+    paths = []
+    for index in range(count):
+        (path,) = make_series(folder / str(index), 1, 128)
+        dataset = pydicom.dcmread(path)
+        dataset.StudyInstanceUID = generate_uid()
+        dataset.save_as(path)
+        paths.append(path)
+    return paths
+
+
 def jobs_per_minute(root: Path, studies: int, max_steps: int) -> float:
     pacs = Pacs().start()
     models = root / "models"
@@ -173,13 +185,7 @@ def jobs_per_minute(root: Path, studies: int, max_steps: int) -> float:
                                                    "--workers", "2", "--model", str(models / "demo-ct.yaml")])
     service.start()
     try:
-        paths = []
-        for index in range(studies):
-            (path,) = make_series(root / f"s{index}", 1, 128)
-            dataset = pydicom.dcmread(path)
-            dataset.StudyInstanceUID = generate_uid()
-            dataset.save_as(path)
-            paths.append(path)
+        paths = single_image_studies(root / "jobs", studies)
         started = time.perf_counter()
         for path in tqdm(paths, desc="sending studies", leave=False):
             send(service.port, "MEDCAM", [path])
@@ -210,13 +216,7 @@ def jobs_per_minute_processes(root: Path, studies: int, processes: int, threads:
                        "--model", model, "--destination", pacs.address]
             workers.append(subprocess.Popen(command, stdout=log, stderr=log, env=dict(os.environ,
                                                                                         PYTHONUNBUFFERED="1")))
-        paths = []
-        for index in range(studies):
-            (path,) = make_series(root / f"p{processes}-{threads}-{index}", 1, 128)
-            dataset = pydicom.dcmread(path)
-            dataset.StudyInstanceUID = generate_uid()
-            dataset.save_as(path)
-            paths.append(path)
+        paths = single_image_studies(root / f"p{processes}-{threads}", studies)
         time.sleep(10)  # the workers load torch and the models before the clock starts
         started = time.perf_counter()
         for path in tqdm(paths, desc=f"{processes} worker process(es)", leave=False):
