@@ -44,6 +44,7 @@ def test_worker_processes_share_the_cores_out_unless_told(monkeypatch):
 
     before = torch.get_num_threads()
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     try:
         assert apply_thread_budget(load_config(None, {"workers": 2}, environ={})) == 4
         assert torch.get_num_threads() == 4
@@ -51,6 +52,9 @@ def test_worker_processes_share_the_cores_out_unless_told(monkeypatch):
         assert apply_thread_budget(load_config(None, {"workers": 2, "threads": 3}, environ={})) == 3
         assert apply_thread_budget(load_config(None, {}, environ={"MEDCAM_THREADS": "2"})) == 2
         assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the operator's choice is kept unless --threads says
+        assert apply_thread_budget(load_config(None, {"workers": 2}, environ={})) == 2
+        assert apply_thread_budget(load_config(None, {"threads": 3}, environ={})) == 3
     finally:
         torch.set_num_threads(before)
 

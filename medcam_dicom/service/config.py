@@ -56,8 +56,9 @@ class ServiceConfig:
         queue_url: ``sqlite`` (embedded, in the spool) or ``redis://host:port/db`` for remote workers.
         device: torch device for the explainer (``None``: CUDA when available; ``cuda:N`` pins a GPU, one per
             worker process on a machine with several).
-        threads: torch CPU threads of this process (``None``: the machine's cores shared out among its worker
-            threads, at least 1 each), so that worker processes and threads on one machine do not contend.
+        threads: torch CPU threads of this process (``None``: ``OMP_NUM_THREADS`` when set, else the machine's
+            cores shared out among its worker threads, at least 1 each), so that worker processes and threads
+            on one machine do not contend.
         tls_certificate, tls_key: enable TLS on the SCP; tls_ca: require client certificates signed by it.
         uid_root, content_qualification: identity of the results (see :class:`OutputSettings`).
         send_retries, send_backoff_seconds: sending attempts after the first, base of the exponential backoff.

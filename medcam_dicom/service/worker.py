@@ -40,8 +40,11 @@ def make_queue(config: ServiceConfig) -> Huey:
 
 
 def apply_thread_budget(config: ServiceConfig) -> int:
-    """Set torch's CPU threads for this process: ``config.threads``, else the cores shared out among its
-    worker threads (at least 1). Returns the number set."""
+    """Set torch's CPU threads for this process: ``config.threads``; else, unless ``OMP_NUM_THREADS`` already
+    says (an operator's choice, kept), the cores shared out among its worker threads (at least 1). Returns
+    torch's thread count."""
+    if config.threads is None and os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = config.threads or max(1, cores // max(1, config.workers))
     torch.set_num_threads(threads)
