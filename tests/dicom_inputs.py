@@ -93,7 +93,7 @@ def pixelmed_sr_report(path: Path) -> list[str]:
     assert PIXELMED_JAR.exists(), "pixelmed missing: scripts/install-system.sh installs libpixelmed-java"
     limits = [f"-Djdk.xml.{name}=0" for name in ("xpathExprOpLimit", "xpathExprGrpLimit", "xpathTotalOpLimit")]
     report = subprocess.run(["java", *limits, "-cp", str(PIXELMED_JAR), "com.pixelmed.validate.DicomSRValidator",
-                             str(path)], capture_output=True, text=True, timeout=120)
+                             str(path)], capture_output=True, text=True, errors="replace", timeout=120)
     lines = (report.stdout + report.stderr).splitlines()
     assert any(line.startswith("Found Root Template") for line in lines), lines
     return [line for line in lines if line.startswith(("Error", "Warning"))]
@@ -102,5 +102,6 @@ def pixelmed_sr_report(path: Path) -> list[str]:
 def dciodvfy_errors(path: Path) -> list[str]:
     """The "Error" lines dicom3tools' dciodvfy reports for one DICOM file."""
     assert shutil.which("dciodvfy"), "dicom3tools missing: scripts/install-system.sh installs it"
-    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    # errors="replace": dciodvfy echoes text attributes in the file's character set (e.g. Latin-1)
+    report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, errors="replace", timeout=60)
     return [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]

@@ -17,6 +17,7 @@ from pydicom.errors import InvalidDicomError
 
 from medcam_dicom.dicom.errors import DicomInputError, NotAnImageError
 from medcam_dicom.dicom.geometry import drop_invalid_geometry
+from medcam_dicom.dicom.headers import complete_headers
 
 UID_PATTERN = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
@@ -72,7 +73,8 @@ def read_instance(path: str | Path) -> Instance:
 
     Raises :class:`NotAnImageError` for objects without an image (SR, PR, KO, RT, SEG, DICOMDIR) and
     :class:`DicomInputError` naming the file and the problem for anything unreadable or malformed. Invalid
-    patient geometry is dropped (in memory) and noted in ``Instance.notes``, see :mod:`.geometry`.
+    patient geometry is dropped (in memory) and noted in ``Instance.notes``, see :mod:`.geometry`; missing
+    Type 2 attributes and the like are completed, see :mod:`.headers`.
     """
     path = Path(path)
     try:
@@ -104,7 +106,7 @@ def read_instance(path: str | Path) -> Instance:
         if "Rows" in dataset:
             raise DicomInputError(path, "has no Pixel Data (7FE0,0010)")
         raise NotAnImageError(path, f"has no image (no Rows/Pixel Data; SOP Class {sop_class or 'unknown'})")
-    return Instance(path, dataset, drop_invalid_geometry(dataset))
+    return Instance(path, dataset, drop_invalid_geometry(dataset) + complete_headers(dataset))
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:

@@ -69,15 +69,20 @@ def class_masks(series: ImageSeries, evidence: list[EvidenceMask]) -> dict[int, 
 
 
 def segmentation_groups(series: ImageSeries) -> list[list[int]]:
-    """Which frames share one SEG object: highdicom needs one multi-frame source per SEG, and without a
-    patient coordinate system one source image per SEG (single-frame images then get a SEG each)."""
+    """Which frames share one SEG object: highdicom needs one multi-frame source per SEG; single-frame
+    images with patient geometry share one SEG per image orientation (a localizer series has three), and
+    without a patient coordinate system each image gets a SEG of its own."""
     by_instance: dict[str, list[int]] = {}
     for index, frame in enumerate(series.frames):
         by_instance.setdefault(frame.instance.sop_instance_uid, []).append(index)
     groups = list(by_instance.values())
     multi_frame = any(len(group) > 1 for group in groups)
     if get_image_coordinate_system(series.reference.dataset) is not None and not multi_frame:
-        return [list(range(len(series.frames)))]
+        by_orientation: dict[tuple[float, ...], list[int]] = {}
+        for index, frame in enumerate(series.frames):
+            value = frame.instance.dataset.get("ImageOrientationPatient") or ()
+            by_orientation.setdefault(tuple(round(float(v), 3) for v in value), []).append(index)
+        return list(by_orientation.values())
     return groups
 
 
