@@ -29,8 +29,10 @@ ACCEPTED_CHARACTER_SETS = frozenset(value.value for value in hd.SpecificCharacte
 def complete_headers(dataset: Dataset) -> list[str]:
     """Complete ``dataset`` in place: missing patient/study Type 2 attributes present and empty; a Specific
     Character Set (0008,0005) that highdicom cannot write replaced by UTF-8 (the text is already decoded,
-    and UTF-8 holds any of it); patient geometry without a Frame of Reference UID (0020,0052) given one
-    derived from the series (the same for every image of it). Returns one note per change."""
+    and UTF-8 holds any of it); study/series dates and times in the ACR-NEMA form (``1997.04.24``,
+    ``14:04:38``) in the DICOM form, unparsable ones empty; Patient Identity Removed YES without a method
+    given one ("not stated in the source"); patient geometry without a Frame of Reference UID (0020,0052)
+    given one derived from the series (the same for every image of it). Returns one note per change."""
     notes = []
     missing = [keyword for keyword in PATIENT_AND_STUDY_TYPE_2 if keyword not in dataset]
     for keyword in missing:
