@@ -45,8 +45,9 @@ class Service:
     def start(self) -> None:
         self.tracker.restore(self.spool)
         self.recover()
-        threads = apply_thread_budget(self.config) if self.config.workers > 0 else None
+        threads = None
         if self.config.workers > 0:
+            threads = apply_thread_budget(self.config)
             self.consumer = self.queue.create_consumer(workers=self.config.workers, worker_type="thread",
                                                        periodic=False, initial_delay=0.05, max_delay=0.5,
                                                        backoff=1.2, check_worker_health=True)
