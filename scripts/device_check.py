@@ -58,15 +58,12 @@ def _python_path() -> str:
     return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
-def _sync(device: Any) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _clock(device: Any) -> float:
-    _sync(device)
+    """``time.perf_counter()`` after the device's queued work is done."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from benchmark_amortized import synchronise
+
+    synchronise(device)
     return time.perf_counter()
 
 
@@ -97,17 +94,13 @@ def stage_speed(device: Any, sizes: dict[str, Any]) -> dict[str, Any]:
     return figures
 
 
-def _iou(mask: Any, truth: Any) -> float:
-    union = int((mask | truth).sum())
-    return float((mask & truth).sum()) / union if union else 1.0
-
-
 def stage_demo(device: Any, sizes: dict[str, Any]) -> dict[str, Any]:
     """The shipped demo classifiers on lesion images: per-image, amortised and Grad-CAM, per image."""
     import torch
     from tqdm.auto import tqdm
 
     from medcam_dicom import AmortizedMedCAM, MedCAM, MedCAMConfig
+    from medcam_dicom.benchmark.metrics import iou
     from medcam_dicom.benchmark.training import TEST_SEED
     from medcam_dicom.data.synthetic import generate
     from medcam_dicom.explain.comparison import GradCAMSaliency
@@ -132,7 +125,7 @@ def stage_demo(device: Any, sizes: dict[str, Any]) -> dict[str, Any]:
             rows.append({
                 "seconds": seconds, "gradcam_s": _clock(device) - started, "steps": explanation.steps,
                 "kept": explanation.faithful, "area": explanation.area_fraction,
-                "iou": _iou(explanation.mask, truth),
+                "iou": iou(explanation.mask, truth),
             })
         figures = {
             "images": len(rows),
@@ -153,7 +146,7 @@ def stage_demo(device: Any, sizes: dict[str, Any]) -> dict[str, Any]:
                 explained = amortized.explain_batch(images, refine_steps=refine)
                 figures[f"{key}_s"] = (_clock(device) - started) / len(images)
                 figures[f"{key}_kept_pct"] = 100.0 * sum(e.faithful for e in explained) / len(explained)
-                figures[f"{key}_iou"] = statistics.mean(_iou(e.mask, t) for e, t in zip(explained, truths))
+                figures[f"{key}_iou"] = statistics.mean(iou(e.mask, t) for e, t in zip(explained, truths))
         results[dataset] = figures
         del classifier
         if device.type == "cuda":
@@ -164,7 +157,9 @@ def stage_demo(device: Any, sizes: dict[str, Any]) -> dict[str, Any]:
 def stage_series(device: Any, sizes: dict[str, Any]) -> dict[str, Any]:
     """A CT series of clinical size through the DICOM path with ``demo-ct3d``, step by step."""
     import numpy as np
+    import torch
 
+    from medcam_dicom.benchmark.metrics import iou
     from medcam_dicom.dicom.examples import write_ct_volume_series
     from medcam_dicom.dicom.pipeline import explain_frames, select_model, write_results
     from medcam_dicom.dicom.read import scan_inputs
@@ -207,13 +202,14 @@ def stage_series(device: Any, sizes: dict[str, Any]) -> dict[str, Any]:
 
         segmentation = hd.seg.segread(next(p for p in result.outputs if p.name.startswith("SEG")))
         mask = np.asarray(first.mask, dtype=bool)
+        overlap = iou(torch.from_numpy(mask), torch.from_numpy(finding))
         return {
             "slices": sizes["slices"], "size": sizes["size"], "inputs_written_s": round(inputs_s, 2),
             "stages_s": stages, "end_to_end_s": round(sum(stages.values()), 3),
             "model_grid": list(description.input.size), "explainer": first.explanation.method,
             "steps": first.explanation.steps, "decision_kept": first.explanation.faithful,
             "evidence_voxels": int(mask.sum()), "planted_voxels": int(finding.sum()),
-            "iou_with_planted": round(_iou(mask, finding), 3), "seg_frames": int(segmentation.NumberOfFrames),
+            "iou_with_planted": round(overlap, 3), "seg_frames": int(segmentation.NumberOfFrames),
             "outputs": [p.name for p in result.outputs], **_memory(device),
         }
 
