@@ -113,7 +113,8 @@ def _explain(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(pydicom|highdicom)(\.|$)")
     console = Console(width=160)
     settings = OutputSettings(uid_root=args.uid_root or OutputSettings.uid_root,
-                              content_qualification=args.content_qualification)
+                              content_qualification=args.content_qualification, overlays=args.overlays,
+                              parametric_map=args.parametric_map)
     descriptions = [load_description(name) for name in (args.model or DEFAULT_MODELS)]
     overrides = _medcam_overrides(args)
     models = [load_model(d.with_medcam(**overrides) if overrides else d, args.device) for d in descriptions]
@@ -187,6 +188,8 @@ SERVICE_FLAGS = (
     ("--tls-key", str, "PEM private key of the certificate"),
     ("--tls-ca", str, "PEM CA: require client certificates signed by it (mutual TLS)"),
     ("--uid-root", str, "prefix of new UIDs, ending with '.'"),
+    ("--overlays", str, "'findings' (default): only findings get a SEG and SC; 'all': every decision"),
+    ("--parametric-map", str, "true: also write the soft mask as a Parametric Map (heat map); default false"),
     ("--send-retries", int, "delivery attempts after the first"),
     ("--send-backoff-seconds", float, "first retry delay; doubles each attempt"),
     ("--http-port", int, "health/metrics HTTP port on --bind (0: off)"),
@@ -355,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     explain.add_argument("--uid-root", help="prefix of new UIDs, ending with '.' (default: pydicom's root)")
     explain.add_argument("--content-qualification", default="RESEARCH", choices=("RESEARCH", "PRODUCT", "SERVICE"))
+    explain.add_argument("--overlays", default="findings", choices=("findings", "all"),
+                         help="whose evidence gets a SEG overlay and a Secondary Capture: the classes the model "
+                              "description lists as findings, or every decision; the SR has every decision "
+                              "(default: %(default)s)")
+    explain.add_argument("--parametric-map", action="store_true",
+                         help="also write the soft mask of the drawn evidence as a Parametric Map (heat map)")
     explain.set_defaults(handler=_explain)
 
     def service_parser(name: str, help_text: str) -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from tests.dicom_inputs import (
     ct_series,
     dciodvfy_errors,
     fast_description,
-    pixelmed_sr_report,
+    pixelmed_sr_reports,
 )
 
 UID_ROOT = "1.2.826.0.1.3680043.10.999."
@@ -47,7 +47,9 @@ def explained(tmp_path_factory):
     models = [load_model(ct, "cpu")] + [load_model(fast_description(n), "cpu")
                                         for n in ("demo-mr", "demo-colour", "demo-any")]
     out = root / "out"
-    results, skipped, failed = explain_paths([inputs], out, models, OutputSettings(uid_root=UID_ROOT))
+    # overlays="all": these inputs are mostly decided "normal", which gets no SEG or SC by default; this module
+    # checks the objects themselves (test_findings_first below checks which decisions get them)
+    results, skipped, failed = explain_paths([inputs], out, models, OutputSettings(uid_root=UID_ROOT, overlays="all"))
     assert not failed and not skipped
     by_name = {}
     for result in results:
@@ -321,15 +323,12 @@ def test_pixelmed_sr_validator_reports_no_errors(explained):
     templates put it (per measurement), with the templates' code meanings. Left as warnings: our private
     "decision kept" / "specific" evaluations, which no template lists."""
     results, _, _ = explained
-    checked = 0
-    for name, result in results.items():
-        for path in _outputs(result, "SR"):
-            report = pixelmed_sr_report(path)
-            assert not [line for line in report if line.startswith("Error")], (name, report)
-            unexpected = [line for line in report if "99MEDCAM" not in line]
-            assert not unexpected, (name, unexpected)
-            checked += 1
-    assert checked == len(results)
+    paths = {path: name for name, result in results.items() for path in _outputs(result, "SR")}
+    assert len(paths) == len(results)
+    for path, report in pixelmed_sr_reports(list(paths)).items():
+        assert not [line for line in report if line.startswith("Error")], (paths[path], report)
+        unexpected = [line for line in report if "99MEDCAM" not in line]
+        assert not unexpected, (paths[path], unexpected)
 
 
 @pytest.mark.parametrize("name", ["ct-series", "CT_small.dcm", "examples_ybr_color.dcm"])
@@ -395,7 +394,7 @@ def test_a_volume_explained_in_3d_converts_with_dcmqi_voxel_for_voxel_on_the_ct_
 def test_results_are_deterministic_so_a_resend_is_deduplicated(explained, tmp_path):
     results, _, inputs = explained
     source = [inputs / "files" / "CT_small.dcm"]
-    settings = OutputSettings(uid_root=UID_ROOT)
+    settings = OutputSettings(uid_root=UID_ROOT, overlays="all")
     ct = dataclasses.replace(fast_description("demo-ct"), explain=ExplainSpec(min_probability=0.0))
     (again,), _, _ = explain_paths(source, tmp_path / "same", [load_model(ct, "cpu")], settings)
     (other,), _, _ = explain_paths(source, tmp_path / "other", [load_model(fast_description("demo-ct"), "cpu")],

@@ -18,6 +18,7 @@ from pydicom.uid import generate_uid
 from medcam_dicom.cli import main
 from medcam_dicom.dicom import pipeline
 from medcam_dicom.dicom.pipeline import explain_paths
+from medcam_dicom.dicom.settings import OutputSettings
 from medcam_dicom.dicom.write_sc import key_frames
 from medcam_dicom.models.description import ModelDescriptionError, load_description, parse_description
 from medcam_dicom.models.loading import load_model
@@ -30,6 +31,10 @@ from tests.dicom_inputs import (
     dciodvfy_errors,
     fast_description,
 )
+
+#: every decision drawn (SEG, SC): most inputs here are decided "normal", which by default gets an SR only;
+#: these tests check the objects, test_findings_first_... checks which decisions get them
+DRAW_ALL = OutputSettings(overlays="all")
 
 
 def test_series_go_to_the_first_model_whose_rules_match(tmp_path):
@@ -91,7 +96,8 @@ def _series_of_two_sizes(folder: Path) -> tuple[list[Path], Path]:
 
 def test_a_2d_model_explains_a_series_mixing_sizes_one_seg_sc_and_sr_per_size(tmp_path):
     paths, small = _series_of_two_sizes(tmp_path / "in")
-    (result,), _, failed = explain_paths(paths, tmp_path / "out", [load_model(fast_description("demo-ct"), "cpu")])
+    (result,), _, failed = explain_paths(paths, tmp_path / "out", [load_model(fast_description("demo-ct"), "cpu")],
+                                         DRAW_ALL)
     assert not failed and result.status == "explained", result.reason
     assert sorted(e.mask.shape for e in result.evidence) == [(1, 64, 64), (1, 128, 128), (1, 128, 128)]
     names = sorted(p.name for p in result.outputs)
@@ -175,8 +181,8 @@ def test_an_unexpected_error_fails_that_series_only_and_names_it(tmp_path, monke
 def test_a_rerun_replaces_the_previous_result_of_the_series(tmp_path):
     copy_file("CT_small.dcm", tmp_path / "in")
     models = [load_model(fast_description("demo-ct"), "cpu")]
-    (first,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", models)
-    (second,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", models)
+    (first,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", models, DRAW_ALL)
+    (second,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", models, DRAW_ALL)
     folder = first.outputs[0].parent
     assert sorted(p.name for p in folder.iterdir()) == ["SC-0001.dcm", "SEG-1.dcm", "SR.dcm", "result.json"]
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging or retired folders left
@@ -298,7 +304,7 @@ def test_cli_explain_writes_results_and_a_summary_and_fails_for_bad_files(tmp_pa
     garbage = tmp_path / "garbage.dcm"
     garbage.write_bytes(b"nope" * 100)
     code = main(["explain", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--max-steps", "3",
-                 "--uid-root", "1.2.826.0.1.3680043.10.999."])
+                 "--overlays", "all", "--uid-root", "1.2.826.0.1.3680043.10.999."])
     printed = capsys.readouterr().out
     assert code == 0
     assert "skipped" in printed and "liver_1frame.dcm" in printed and "a SEG object" in printed
@@ -324,7 +330,7 @@ def test_enhanced_multiframe_ct_gets_one_seg_over_its_frames(tmp_path):
                                                         sop_instance_uid=generate_uid(), instance_number=1)
     enhanced.save_as(tmp_path / "enhanced.dcm")
     (result,), _, _ = explain_paths([tmp_path / "enhanced.dcm"], tmp_path / "out",
-                                    [load_model(fast_description("demo-ct"), "cpu")])
+                                    [load_model(fast_description("demo-ct"), "cpu")], DRAW_ALL)
     assert result.status == "explained", result.reason
     seg = hd.seg.segread(next(p for p in result.outputs if p.name.startswith("SEG")))
     pixels = seg.get_pixels_by_source_frame(enhanced.SOPInstanceUID, [1, 2, 3], segment_numbers=[1])[..., 0]
@@ -339,7 +345,7 @@ def test_multiframe_without_patient_geometry_gets_a_seg_on_its_own_grid_and_says
     dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
     dataset.save_as(tmp_path / "cine.dcm")
     models = [load_model(fast_description("demo-colour", max_steps=2, min_steps=1), "cpu")]
-    (result,), _, _ = explain_paths([tmp_path / "cine.dcm"], tmp_path / "out", models)
+    (result,), _, _ = explain_paths([tmp_path / "cine.dcm"], tmp_path / "out", models, DRAW_ALL)
     assert result.status == "explained", result.reason
     names = [p.name for p in result.outputs]
     assert names.count("SEG-1.dcm") == 1 and "SR.dcm" in names and len(names) == 32  # SEG, 30 SC, SR
@@ -390,7 +396,8 @@ def test_hostile_headers_are_refused_or_noted_by_name_and_never_stop_the_batch(t
                                                                                   [0] * 6)),
         "good": _hostile(folder, "good", lambda d: None),
     }
-    code = main(["explain", str(folder), "--out", str(tmp_path / "out"), "--model", "demo-ct", "--max-steps", "3"])
+    code = main(["explain", str(folder), "--out", str(tmp_path / "out"), "--model", "demo-ct", "--max-steps", "3",
+                 "--overlays", "all"])
     printed = capsys.readouterr().out
     assert code == 1 and "Traceback" not in printed
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -414,3 +421,125 @@ def test_hostile_headers_are_refused_or_noted_by_name_and_never_stop_the_batch(t
             hd.seg.segread(path)  # highdicom reads every SEG back
             measures = dataset.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
             assert all(float(v) > 0 for v in measures.PixelSpacing) and float(measures.SliceThickness) > 0
+
+
+def _sr_findings(path: Path) -> list[tuple[str, bool]]:
+    """Per SR measurement group: the finding type's meaning and whether it references a SEG segment."""
+    content = hd.sr.srread(path).content
+    with_segment = content.get_planar_roi_measurement_groups() + content.get_volumetric_roi_measurement_groups()
+    return sorted([(str(g.finding_type.meaning), True) for g in with_segment]
+                  + [(str(g.finding_type.meaning), False) for g in content.get_image_measurement_groups()])
+
+
+def test_findings_first_only_findings_are_drawn_every_decision_is_reported(tmp_path):
+    """With the shipped descriptions (findings: [lesion]) a "normal" decision gets no SEG segment and no
+    Secondary Capture, only its SR group (referencing the image); a lesion does get them. --overlays all
+    draws both."""
+    from medcam_dicom.dicom.examples import write_lesion_examples
+    from medcam_dicom.models.description import ExplainSpec
+
+    lesion = write_lesion_examples(tmp_path / "in")[0]  # the CT
+    normal = copy_with_new_uids("CT_small.dcm", tmp_path / "in")
+    both = dataclasses.replace(fast_description("demo-ct"), explain=ExplainSpec(min_probability=0.0))
+    assert both.findings == ("lesion",)
+    model = load_model(both, "cpu")
+
+    results, _, _ = explain_paths([lesion, normal], tmp_path / "out", [model])
+    assert len(results) == 2 and all(r.status == "explained" for r in results), [r.reason for r in results]
+    for result in results:
+        names = [p.name for p in result.outputs]
+        assert {e.class_name for e in result.evidence} == {"normal", "lesion"}
+        seg = pydicom.dcmread(result.outputs[names.index("SEG-1.dcm")])
+        labels = [str(item.SegmentLabel) for item in seg.SegmentSequence]
+        assert labels == ["Med-CAM evidence: lesion"], (result.label, labels)
+        assert sum(n.startswith("SC-") for n in names) == 1  # the lesion's capture only
+        sr = result.outputs[names.index("SR.dcm")]
+        assert _sr_findings(sr) == [("lesion", True), ("normal", False)]
+        assert dciodvfy_errors(sr) == [] and dciodvfy_errors(seg.filename) == []
+
+    top_one = load_model(fast_description("demo-ct"), "cpu")
+    (result,), _, _ = explain_paths([normal], tmp_path / "top1", [top_one])
+    assert [e.class_name for e in result.evidence] == ["normal"]
+    assert [p.name for p in result.outputs] == ["SR.dcm"]  # no SEG, no SC: nothing to draw
+    assert _sr_findings(result.outputs[0]) == [("normal", False)]
+    assert dciodvfy_errors(result.outputs[0]) == []
+
+    (drawn,), _, _ = explain_paths([normal], tmp_path / "all", [top_one], OutputSettings(overlays="all"))
+    assert sorted(p.name for p in drawn.outputs) == ["SC-0001.dcm", "SEG-1.dcm", "SR.dcm"]
+
+
+def test_findings_must_be_classes_of_the_model(tmp_path):
+    with pytest.raises(ModelDescriptionError, match="'findings'"):
+        parse_description({"classifier": {"demo": "ct"}, "class_names": ["normal", "lesion"], "findings": ["tumour"],
+                           "input": {"size": [128, 128]}})
+    description = dataclasses.replace(load_description("demo-ct"), findings=("tumour",))
+    with pytest.raises(ModelDescriptionError, match=r"'findings' \['tumour'\] are not classes"):
+        load_model(description, "cpu")
+
+
+def test_images_repeated_at_one_position_are_explained_one_by_one_and_refused_as_a_volume(tmp_path):
+    """The same slice sent twice under new SOP Instance UIDs (pydicom-data's 693_* files are such a series):
+    a 2D model explains both, each SEG keeps every plane position once; a 3D model refuses naming the tag."""
+    series_uid = generate_uid()
+    paths = [copy_with_new_uids("CT_small.dcm", tmp_path / "in", f"copy-{k}.dcm", series_uid) for k in range(2)]
+    (result,), _, _ = explain_paths(paths, tmp_path / "out", [load_model(fast_description("demo-ct"), "cpu")],
+                                    DRAW_ALL)
+    assert result.status == "explained", result.reason
+    assert any("share one position" in note and "explained image by image" in note for note in result.notes)
+    segs = [p for p in result.outputs if p.name.startswith("SEG")]
+    assert len(segs) == 2 and all(dciodvfy_errors(p) == [] for p in segs)
+    (volume,), _, _ = explain_paths(paths, tmp_path / "out3d", [load_model(fast_description("demo-ct3d"), "cpu")])
+    assert volume.status == "failed" and "copy-" in volume.reason and "(0020,0032)" in volume.reason
+
+
+def test_a_missing_frame_of_reference_is_derived_under_the_sites_uid_root(tmp_path):
+    root = "1.2.826.0.1.3680043.10.999."
+    _hostile(tmp_path / "in", "no-frame-of-reference", lambda d: delattr(d, "FrameOfReferenceUID"))
+    models = [load_model(fast_description("demo-ct"), "cpu")]
+    (result,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "out", models, OutputSettings(uid_root=root,
+                                                                                              overlays="all"))
+    assert result.status == "explained", result.reason
+    assert any("Frame of Reference UID (0020,0052) missing" in note for note in result.notes)
+    seg = pydicom.dcmread(next(p for p in result.outputs if p.name.startswith("SEG")), stop_before_pixels=True)
+    assert seg.FrameOfReferenceUID.startswith(root)
+    (again,), _, _ = explain_paths([tmp_path / "in"], tmp_path / "again", models, OutputSettings(uid_root=root,
+                                                                                                overlays="all"))
+    seg_again = pydicom.dcmread(next(p for p in again.outputs if p.name.startswith("SEG")), stop_before_pixels=True)
+    assert seg_again.FrameOfReferenceUID == seg.FrameOfReferenceUID  # the same every run
+
+
+def test_parametric_map_holds_the_soft_mask_on_the_seg_grid(tmp_path):
+    """--parametric-map: per drawn class and SEG, a Parametric Map (quantity DCM 130404 Saliency) whose real
+    world values are the explainer's mask probabilities, in [0, 1], highest inside the SEG's evidence, on the
+    SEG's grid (same Frame of Reference; an image without geometry gets the same own grid as its SEG); clean
+    under dciodvfy. Without the option, none."""
+    from medcam_dicom.dicom.examples import write_lesion_examples
+
+    lesion_ct, photo = write_lesion_examples(tmp_path / "in")
+    cine = tmp_path / "in" / "cine.dcm"
+    dataset = pydicom.dcmread(bundled("examples_ybr_color.dcm"))  # multi-frame, no patient geometry
+    dataset.SeriesInstanceUID, dataset.SOPInstanceUID = generate_uid(), generate_uid()
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.save_as(cine)
+    models = [load_model(fast_description(name, max_steps=2, min_steps=1), "cpu")
+              for name in ("demo-ct", "demo-colour")]
+    settings = OutputSettings(overlays="all", parametric_map=True)
+    results, _, _ = explain_paths([lesion_ct, photo, cine], tmp_path / "out", models, settings)
+    assert [r.status for r in results] == ["explained"] * 3, [r.reason for r in results]
+    for result in results:
+        maps = [p for p in result.outputs if p.name.startswith("PM-")]
+        segs = [pydicom.dcmread(p) for p in result.outputs if p.name.startswith("SEG-")]
+        assert len(maps) == len(segs) == 1, result.outputs
+        parametric_map, seg = pydicom.dcmread(maps[0]), segs[0]
+        assert parametric_map.FrameOfReferenceUID == seg.FrameOfReferenceUID
+        assert int(parametric_map.NumberOfFrames) == int(seg.NumberOfFrames)
+        mapping = parametric_map.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+        assert mapping.QuantityDefinitionSequence[0].ConceptCodeSequence[0].CodeValue == "130404"
+        values = parametric_map.pixel_array.astype(np.float64) * float(mapping.RealWorldValueSlope)
+        assert 0.0 <= values.min() and values.max() <= 1.0
+        evidence = seg.pixel_array.astype(bool).reshape(values.shape)
+        if evidence.any() and not evidence.all():
+            assert values[evidence].mean() > values[~evidence].mean()
+        assert dciodvfy_errors(maps[0]) == [], maps[0]
+    (plain,), _, _ = explain_paths([lesion_ct], tmp_path / "plain", models[:1], DRAW_ALL)
+    assert not [p for p in plain.outputs if p.name.startswith("PM-")]

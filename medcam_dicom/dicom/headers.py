@@ -6,10 +6,10 @@ attribute; the files themselves are never modified."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import highdicom as hd
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
 from pydicom.valuerep import DA, TM
 
 #: Type 2 attributes of the Patient and General Study modules that every result copies from the source:
@@ -31,8 +31,8 @@ def complete_headers(dataset: Dataset) -> list[str]:
     Character Set (0008,0005) that highdicom cannot write replaced by UTF-8 (the text is already decoded,
     and UTF-8 holds any of it); study/series dates and times in the ACR-NEMA form (``1997.04.24``,
     ``14:04:38``) in the DICOM form, unparsable ones empty; Patient Identity Removed YES without a method
-    given one ("not stated in the source"); patient geometry without a Frame of Reference UID (0020,0052)
-    given one derived from the series (the same for every image of it). Returns one note per change."""
+    given one ("not stated in the source"). Returns one note per change. A missing Frame of Reference UID
+    is given by :func:`complete_frame_of_reference`, which needs the site's UID root."""
     notes = []
     missing = [keyword for keyword in PATIENT_AND_STUDY_TYPE_2 if keyword not in dataset]
     for keyword in missing:
@@ -66,10 +66,17 @@ def complete_headers(dataset: Dataset) -> list[str]:
         dataset.DeidentificationMethod = "not stated in the source"  # Type 1C once identity is removed
         notes.append("Patient Identity Removed (0012,0062) is YES without De-identification Method (0012,0063): "
                      "the results say it was not stated")
-    if "ImageOrientationPatient" in dataset and "ImagePositionPatient" in dataset and not dataset.get(
-        "FrameOfReferenceUID"
-    ):
-        dataset.FrameOfReferenceUID = generate_uid(entropy_srcs=[str(dataset.SeriesInstanceUID), "frame of reference"])
-        notes.append("Frame of Reference UID (0020,0052) missing beside patient geometry: the results use one "
-                     "derived from the series")
     return notes
+
+
+def complete_frame_of_reference(dataset: Dataset, uid: Callable[..., str]) -> list[str]:
+    """Give patient geometry without a Frame of Reference UID (0020,0052) one, ``uid(series UID, "frame of
+    reference")`` (:meth:`OutputSettings.uid`: under the site's UID root, the same for every image of the
+    series and every run), in place; returns the note, or nothing when there was nothing to do."""
+    if "ImageOrientationPatient" not in dataset or "ImagePositionPatient" not in dataset:
+        return []
+    if dataset.get("FrameOfReferenceUID"):
+        return []
+    dataset.FrameOfReferenceUID = uid(str(dataset.SeriesInstanceUID), "frame of reference")
+    return ["Frame of Reference UID (0020,0052) missing beside patient geometry: the results use one derived "
+            "from the series"]

@@ -20,11 +20,14 @@ import torch
 from pydicom.dataset import Dataset
 
 from medcam_dicom.dicom.errors import DicomInputError
+from medcam_dicom.dicom.headers import complete_frame_of_reference
 from medcam_dicom.dicom.preprocess import Preprocessor
 from medcam_dicom.dicom.read import Instance, scan_inputs
 from medcam_dicom.dicom.results import EvidenceMask, Producer, SeriesResult
 from medcam_dicom.dicom.series import ImageSeries, assemble_series, mixed_size_error, split_by_size
 from medcam_dicom.dicom.settings import OutputSettings
+from medcam_dicom.dicom.sop_classes import known_to_highdicom, restore_references
+from medcam_dicom.dicom.write_pm import build_parametric_maps
 from medcam_dicom.dicom.write_sc import build_secondary_captures
 from medcam_dicom.dicom.write_seg import build_segmentations
 from medcam_dicom.dicom.write_sr import build_report
@@ -59,13 +62,19 @@ def choose_targets(model: LoadedModel, probabilities: torch.Tensor) -> list[int]
 
 
 def explain_frames(
-    series: ImageSeries, pixels: np.ndarray, model: LoadedModel, progress: ProgressCallback | None = None
+    series: ImageSeries,
+    pixels: np.ndarray,
+    model: LoadedModel,
+    progress: ProgressCallback | None = None,
+    keep_soft: bool = False,
 ) -> list[EvidenceMask]:
     """Explain the series with ``model``: every frame on its own (2D models) or the volume (3D models).
-    Masks come back on the source grid."""
+    Masks come back on the source grid (with the soft masks too when ``keep_soft``)."""
     description = model.description
     preprocessor = Preprocessor(description.input)
     if description.mode == "3d":
+        if series.not_a_volume is not None:
+            raise series.not_a_volume
         if len(series.frames) < 2:
             raise DicomInputError(
                 series.reference.path, f"model {description.name} explains volumes, but the series has a single frame"
@@ -86,9 +95,10 @@ def explain_frames(
     for done, (i, target) in enumerate(work, start=1):
         explanation = explainer.explain(prepared[i].tensor, target)
         mask = preprocessor.mask_to_source(explanation.mask, prepared[i])
+        soft = preprocessor.mask_to_source(explanation.soft_mask, prepared[i], soft=True) if keep_soft else None
         if description.mode == "2d":
-            mask = mask[None]
-        evidence.append(EvidenceMask(target, model.class_names[target], index_sets[i], mask, explanation))
+            mask, soft = mask[None], None if soft is None else soft[None]
+        evidence.append(EvidenceMask(target, model.class_names[target], index_sets[i], mask, explanation, soft))
         if progress is not None:
             progress(done, len(work), series.describe())
     return evidence
@@ -127,20 +137,32 @@ def write_results(
 ) -> None:
     """Build SEG, SC and SR for each part of a series (one part, unless a 2D model explained a series
     that mixes image sizes: then each size gets its own SEG, SC and SR series) and write them, with
-    ``result.json``, to ``out_dir/<StudyInstanceUID>/<SeriesInstanceUID>/``, all or nothing."""
+    ``result.json``, to ``out_dir/<StudyInstanceUID>/<SeriesInstanceUID>/``, all or nothing. Only the
+    evidence of findings is drawn (SEG, SC, Parametric Map when asked for; see ``OutputSettings``), every
+    decision is in the SR."""
     description = model.description
     producer = Producer(description.name, description.version, model.fingerprint)
     files: list[tuple[str, Dataset]] = []
-    segments = captures = 0
-    for number, (series, pixels, evidence) in enumerate(parts, start=1):
-        segmentations, groups, notes = build_segmentations(series, evidence, model.class_names, producer, settings)
-        result.notes += notes
-        pictures = build_secondary_captures(series, pixels, evidence, producer, settings)
-        report = build_report(series, evidence, segmentations, groups, producer, settings)
-        files += [(f"SEG-{segments + i}.dcm", seg) for i, seg in enumerate(segmentations, start=1)]
-        files += [(f"SC-{captures + i:04d}.dcm", image) for i, image in enumerate(pictures, start=1)]
-        files.append(("SR.dcm" if len(parts) == 1 else f"SR-{number}.dcm", report))
-        segments, captures = segments + len(segmentations), captures + len(pictures)
+    segments = captures = maps_written = 0
+    sources = [instance.dataset for series, _, _ in parts for instance in series.instances]
+    with known_to_highdicom(sources) as original_classes:  # retired and private SOP classes, see sop_classes
+        for number, (series, pixels, evidence) in enumerate(parts, start=1):
+            drawn = [e for e in evidence if settings.overlays == "all" or description.is_finding(e.class_name)]
+            segmentations, groups, notes = build_segmentations(series, drawn, model.class_names, producer, settings)
+            result.notes += notes
+            pictures = build_secondary_captures(series, pixels, drawn, producer, settings)
+            maps = build_parametric_maps(series, drawn, groups, producer, settings) if settings.parametric_map else []
+            report = build_report(series, evidence, segmentations, groups, producer, settings)
+            files += [(f"SEG-{segments + i}.dcm", seg) for i, seg in enumerate(segmentations, start=1)]
+            files += [(f"SC-{captures + i:04d}.dcm", image) for i, image in enumerate(pictures, start=1)]
+            files += [(f"PM-{maps_written + i}.dcm", item) for i, item in enumerate(maps, start=1)]
+            files.append(("SR.dcm" if len(parts) == 1 else f"SR-{number}.dcm", report))
+            segments, captures = segments + len(segmentations), captures + len(pictures)
+            maps_written += len(maps)
+    restore_references([dataset for _, dataset in files], original_classes)
+    for sop_class in sorted(set(original_classes.values())):
+        result.notes.append(f"SOP Class UID (0008,0016) {sop_class} is retired or private: the results reference "
+                            "the source by it, their patient and study attributes follow the current class")
     first = parts[0][0]
     final = Path(out_dir) / str(first.reference.dataset.StudyInstanceUID) / first.series_uid
     staging = final.with_name(f".staging-{first.series_uid}-{os.getpid()}")
@@ -170,6 +192,8 @@ def explain_series(
     series_uid = str(instances[0].dataset.SeriesInstanceUID) if instances else "?"
     result = SeriesResult(series_uid=series_uid, label=str(instances[0].path) if instances else "?", status="failed")
     try:
+        for instance in instances:  # before anything is built from the geometry (highdicom needs the UID)
+            instance.notes += complete_frame_of_reference(instance.dataset, settings.uid)
         parts = [assemble_series(group) for group in split_by_size(list(instances))]
         series = parts[0]
         result.label = series.describe()
@@ -188,10 +212,12 @@ def explain_series(
                 f"series mixes image sizes: each size explained and written as its own SEG, SC and SR "
                 f"({'; '.join(f'{p.shape[0]} x {p.shape[1]}: {len(p.frames)} frame(s)' for p in parts)})"
             )
+        if model.description.mode == "2d":
+            result.notes += [f"{p.not_a_volume}; explained image by image" for p in parts if p.not_a_volume]
         explained = []
         for part in parts:
             pixels = part.pixels(model.description.max_pixels)
-            evidence = explain_frames(part, pixels, model, progress)
+            evidence = explain_frames(part, pixels, model, progress, keep_soft=settings.parametric_map)
             explained.append((part, pixels, evidence))
             result.evidence += evidence
         write_results(explained, model, settings, out_dir, result)

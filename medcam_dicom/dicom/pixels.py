@@ -45,7 +45,9 @@ def decode_frames(dataset: Dataset, source: str | Path, max_pixels: int | None =
         raise DicomInputError(source, f"Rows (0028,0010) / Columns (0028,0011) invalid: {rows} x {columns}")
     if max_pixels is not None and rows * columns * frames > max_pixels:
         raise DicomInputError(
-            source, f"image of {frames} x {rows} x {columns} pixels exceeds the configured limit of {max_pixels} pixels"
+            source,
+            f"Number of Frames (0028,0008) x Rows (0028,0010) x Columns (0028,0011) = {frames} x {rows} x {columns} "
+            f"pixels exceeds the configured limit of {max_pixels} pixels",
         )
     try:
         pixels = dataset.pixel_array
@@ -53,21 +55,39 @@ def decode_frames(dataset: Dataset, source: str | Path, max_pixels: int | None =
         raise DicomInputError(source, f"Pixel Data (7FE0,0010) cannot be decoded: {error}") from error
     pixels = np.asarray(pixels)
     samples = int(dataset.get("SamplesPerPixel", 1) or 1)
-    if samples == 1:
-        pixels = pixels.reshape((frames, rows, columns))
-    else:
-        pixels = pixels.reshape((frames, rows, columns, samples))
+    shape = (frames, rows, columns) if samples == 1 else (frames, rows, columns, samples)
+    if pixels.size != np.prod(shape):
+        raise DicomInputError(
+            source,
+            f"Pixel Data (7FE0,0010) holds {pixels.size} values where Number of Frames (0028,0008) x Rows (0028,0010) "
+            f"x Columns (0028,0011) x Samples per Pixel (0028,0002) = {' x '.join(map(str, shape))} say otherwise",
+        )
+    pixels = pixels.reshape(shape)
     if photometric in GREYSCALE:
-        return _greyscale(dataset, pixels)[..., None]
+        return _greyscale(dataset, pixels, source)[..., None]
     if photometric == "PALETTE COLOR":
-        rgb = np.asarray(apply_color_lut(pixels, dataset), dtype=np.float32)
-        bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
+        try:
+            rgb = np.asarray(apply_color_lut(pixels, dataset), dtype=np.float32)
+            bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
+        except Exception as error:  # noqa: BLE001 - missing or inconsistent palette attributes
+            raise DicomInputError(
+                source,
+                f"PALETTE COLOR without a usable palette: Red/Green/Blue Palette Color Lookup Table Descriptor "
+                f"(0028,1101-1103) and Data (0028,1201-1203): {error}",
+            ) from error
         return rgb * (255.0 / (2**bits - 1))
     bits = int(dataset.get("BitsStored", dataset.get("BitsAllocated", 8)))
     return pixels.astype(np.float32) * (255.0 / (2**bits - 1))
 
 
-def _greyscale(dataset: Dataset, pixels: np.ndarray) -> np.ndarray:
+def _greyscale(dataset: Dataset, pixels: np.ndarray, source: str | Path) -> np.ndarray:
+    slope = dataset.get("RescaleSlope")
+    try:
+        constant = slope is not None and float(slope) == 0
+    except (TypeError, ValueError) as error:
+        raise DicomInputError(source, f"Rescale Slope (0028,1053) is not a number: {slope!r}") from error
+    if constant:
+        raise DicomInputError(source, "Rescale Slope (0028,1053) is 0: every pixel would have the same value")
     values = np.asarray(apply_modality_lut(pixels, dataset), dtype=np.float32)
     if str(dataset.PhotometricInterpretation) == "MONOCHROME1":
         bits = int(dataset.get("BitsStored", 16))

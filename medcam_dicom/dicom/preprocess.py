@@ -90,12 +90,13 @@ class Preprocessor:
             image = torch.as_tensor(self._normalise(image))
         return PreparedImage(image.float().contiguous(), spatial, resampled, operations)
 
-    def mask_to_source(self, mask: torch.Tensor, prepared: PreparedImage) -> np.ndarray:
-        """A mask on the model grid ``(*size)`` back on the source grid ``(*source_shape)`` (bool): MONAI's
-        inverse of the pad/crop, then a nearest-exact resize to the source shape."""
+    def mask_to_source(self, mask: torch.Tensor, prepared: PreparedImage, soft: bool = False) -> np.ndarray:
+        """A mask on the model grid ``(*size)`` back on the source grid ``(*source_shape)``: MONAI's inverse
+        of the pad/crop, then a nearest-exact resize to the source shape (each source pixel takes the value
+        of the model pixel it was resampled into). Bool, or the float32 values themselves when ``soft``."""
         values = mask.detach().to("cpu", torch.float32)[None]
         if prepared.pad_crop_operations:
             tracked = MetaTensor(values, applied_operations=copy.deepcopy(prepared.pad_crop_operations))
             values = torch.as_tensor(self._pad_crop.inverse(tracked))
-        values = Resize(prepared.source_shape, mode="nearest-exact")(values)
-        return np.asarray(torch.as_tensor(values)[0] > 0.5)
+        values = torch.as_tensor(Resize(prepared.source_shape, mode="nearest-exact")(values))[0]
+        return np.asarray(values, dtype=np.float32) if soft else np.asarray(values > 0.5)

@@ -7,13 +7,16 @@ values such as Pixel Data are deferred until used.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from medcam_dicom.dicom.errors import DicomInputError, NotAnImageError
 from medcam_dicom.dicom.geometry import drop_invalid_geometry
@@ -35,6 +38,13 @@ NON_IMAGE_SOP_CLASS_PREFIXES = (
     "1.2.840.10008.5.1.4.1.1.9",  # waveforms
 )
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+DEFLATED_TRANSFER_SYNTAX = "1.2.840.10008.1.2.1.99"
+#: A deflated dataset that inflates to more than this is refused before it is read: a few megabytes on disk
+#: can otherwise claim gigabytes of memory (a "deflate bomb"). Twice the largest series we accept as
+#: 16-bit pixels would need (see ``DEFAULT_MAX_PIXELS``), so real deflated images pass.
+MAX_INFLATED_BYTES = 1024**3
+#: explicit VRs with a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2)
+LONG_LENGTH_VRS = (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
 
 
 def is_valid_uid(value: object) -> bool:
@@ -77,10 +87,16 @@ def read_instance(path: str | Path) -> Instance:
     Type 2 attributes and the like are completed, see :mod:`.headers`.
     """
     path = Path(path)
+    _refuse_deflate_bomb(path)
+    notes = []
     try:
         dataset = pydicom.dcmread(path, defer_size="256 KB")
     except InvalidDicomError as error:
-        raise DicomInputError(path, "not a DICOM file (no 'DICM' prefix / File Meta Information)") from error
+        dataset = _bare_image_dataset(path)
+        if dataset is None:
+            raise DicomInputError(path, "not a DICOM file (no 'DICM' prefix / File Meta Information)") from error
+        notes.append(f"no DICOM preamble and File Meta Information: read as a bare dataset in "
+                     f"{dataset.file_meta.TransferSyntaxUID.name}")
     except Exception as error:  # noqa: BLE001 - pydicom raises many types for corrupt data
         raise DicomInputError(path, f"cannot be parsed as DICOM: {error}") from error
     sop_class = str(
@@ -106,7 +122,72 @@ def read_instance(path: str | Path) -> Instance:
         if "Rows" in dataset:
             raise DicomInputError(path, "has no Pixel Data (7FE0,0010)")
         raise NotAnImageError(path, f"has no image (no Rows/Pixel Data; SOP Class {sop_class or 'unknown'})")
-    return Instance(path, dataset, drop_invalid_geometry(dataset) + complete_headers(dataset))
+    return Instance(path, dataset, notes + drop_invalid_geometry(dataset) + complete_headers(dataset))
+
+
+def _bare_image_dataset(path: Path) -> Dataset | None:
+    """A file without preamble and File Meta Information (old ACR-NEMA-style writers) read as a bare
+    dataset, when it holds an image with a valid SOP Class UID; ``None`` for anything else (text files and
+    the like, which a forced read turns into a dataset of garbage)."""
+    try:
+        dataset = pydicom.dcmread(path, defer_size="256 KB", force=True)
+        if not is_valid_uid(str(dataset.get("SOPClassUID", ""))) or "PixelData" not in dataset:
+            return None
+    except Exception:  # noqa: BLE001 - not DICOM at all
+        return None
+    implicit, little = dataset.original_encoding
+    syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = syntax
+    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.get("SOPInstanceUID", "")
+    return dataset
+
+
+def _refuse_deflate_bomb(path: Path, limit: int = MAX_INFLATED_BYTES) -> None:
+    """Raise :class:`DicomInputError` when ``path`` is a Deflated Explicit VR Little Endian file whose dataset
+    inflates to more than ``limit`` bytes; measured in bounded chunks, nothing inflated is kept."""
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+    except Exception:  # noqa: BLE001 - not DICOM, or a broken meta: dcmread says what is wrong
+        return
+    if str(meta.get("TransferSyntaxUID", "")) != DEFLATED_TRANSFER_SYNTAX:
+        return
+    syntax = f"Transfer Syntax UID (0002,0010) {DEFLATED_TRANSFER_SYNTAX}"
+    with path.open("rb") as stream:
+        _skip_file_meta(stream)
+        inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), 0
+        while chunk := inflater.unconsumed_tail or stream.read(1 << 16):
+            try:
+                inflated += len(inflater.decompress(chunk, 1 << 24))
+            except zlib.error as error:
+                raise DicomInputError(path, f"the deflated dataset ({syntax}) cannot be inflated: {error}") from error
+            if inflated > limit:
+                raise DicomInputError(
+                    path,
+                    f"the deflated dataset ({syntax}) inflates to more than {limit // 1024**2} MiB: refused as a "
+                    "decompression bomb",
+                )
+            if inflater.eof:
+                return
+
+
+def _skip_file_meta(stream: BinaryIO) -> None:
+    """Position ``stream`` after the preamble and the File Meta Information (group 0002, always explicit VR
+    little endian), where a deflated dataset's compressed bytes begin."""
+    stream.seek(128 + 4)
+    while True:
+        start = stream.tell()
+        head = stream.read(6)
+        if len(head) < 6 or int.from_bytes(head[:2], "little") != 0x0002:
+            stream.seek(start)
+            return
+        if head[4:6] in LONG_LENGTH_VRS:
+            stream.seek(2, 1)
+            length = int.from_bytes(stream.read(4), "little")
+        else:
+            length = int.from_bytes(stream.read(2), "little")
+        stream.seek(length, 1)
 
 
 def iter_files(paths: Iterable[str | Path]) -> Iterator[tuple[Path, bool]]:

@@ -38,7 +38,8 @@ class EvidenceMask:
     """One explained decision: a class on one frame (2D models) or on the whole volume (3D models).
 
     ``frame_indices`` index :attr:`ImageSeries.frames`; ``mask`` is ``(len(frame_indices), rows, columns)``
-    on the source grid.
+    on the source grid; ``soft_mask`` the explainer's mask probabilities on the same grid (float32 in
+    [0, 1]), kept only when a Parametric Map is asked for.
     """
 
     class_index: int
@@ -46,6 +47,7 @@ class EvidenceMask:
     frame_indices: tuple[int, ...]
     mask: np.ndarray
     explanation: Explanation
+    soft_mask: np.ndarray | None = None
 
     @property
     def area_fraction(self) -> float:

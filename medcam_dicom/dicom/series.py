@@ -39,6 +39,9 @@ class ImageSeries:
     frames: list[SourceFrame]
     is_volume: bool
     spacing: tuple[float, ...] | None
+    #: why the images, though they have patient geometry, do not form a volume (two at one position):
+    #: a 2D model explains them image by image, a 3D model refuses the series with this error
+    not_a_volume: DicomInputError | None = None
 
     @property
     def reference(self) -> Instance:
@@ -70,11 +73,23 @@ class ImageSeries:
         digest = hashlib.sha256("\n".join(sorted(i.sop_instance_uid for i in self.instances)).encode())
         return f"{self.series_uid}/{digest.hexdigest()[:16]}"
 
+    def source_datasets(self, frame_indices: list[int]) -> list[Dataset]:
+        """The datasets the frames at ``frame_indices`` come from, each once, in frame order (what a SEG
+        or Parametric Map over those frames references)."""
+        datasets: list[Dataset] = []
+        for index in frame_indices:
+            dataset = self.frames[index].instance.dataset
+            if not datasets or datasets[-1] is not dataset:
+                datasets.append(dataset)
+        return datasets
+
     def describe(self) -> str:
-        """A short human label: modality, description and first file."""
+        """A short human label: modality, series number and description, or the first file's name where the
+        series has no number."""
         dataset = self.reference.dataset
         description = str(dataset.get("SeriesDescription", "") or "").strip()
-        label = f"{self.modality or '?'} series {dataset.get('SeriesNumber', '?')}"
+        number = dataset.get("SeriesNumber")
+        label = f"{self.modality or 'image'} series {number if number not in (None, '') else self.reference.path.name}"
         return f"{label} '{description}'" if description else label
 
     def pixels(self, max_pixels: int | None = None) -> np.ndarray:
@@ -83,8 +98,8 @@ class ImageSeries:
         if max_pixels is not None and len(self.frames) * rows * columns > max_pixels:
             raise DicomInputError(
                 self.reference.path,
-                f"series of {len(self.frames)} x {rows} x {columns} "
-                f"pixels exceeds the configured limit of {max_pixels}",
+                f"series of {len(self.frames)} frames x Rows (0028,0010) x Columns (0028,0011) = {len(self.frames)} x "
+                f"{rows} x {columns} pixels exceeds the configured limit of {max_pixels}",
             )
         decoded: dict[str, np.ndarray] = {}
         stacked = []
@@ -187,8 +202,9 @@ def assemble_series(instances: list[Instance]) -> ImageSeries:
     """Order the instances of one series into frames, checking that they belong together.
 
     Raises :class:`DicomInputError` naming the offending file for mixed sizes (:func:`split_by_size`
-    first for a series that may mix them), mixed colour/grey-scale, mixed frames of reference or two
-    slices at the same position.
+    first for a series that may mix them), mixed colour/grey-scale or mixed frames of reference. Images
+    with geometry but two at one position (the same image sent twice under new UIDs, repeated scouts) are
+    ordered by Instance Number and are not a volume, see :attr:`ImageSeries.not_a_volume`.
     """
     if not instances:
         raise ValueError("a series needs at least one instance")
@@ -214,18 +230,21 @@ def assemble_series(instances: list[Instance]) -> ImageSeries:
         order = np.argsort(distances, kind="stable")
         ordered = [instances[i] for i in order]
         gaps = np.diff(distances[order])
-        if np.any(gaps < 1e-4):
-            duplicate = ordered[int(np.argmin(gaps)) + 1]
-            raise DicomInputError(
-                duplicate.path,
-                "two slices of the series share one position along the slice normal (ImagePositionPatient (0020,0032))",
-            )
-        pixel = _pixel_spacing(first)
-        spacing = (float(np.median(gaps)),) + pixel if pixel else None
-        frames = [SourceFrame(instance, 1) for instance in ordered]
-        return ImageSeries(series_uid, ordered, frames, True, spacing)
+        if not np.any(gaps < 1e-4):
+            pixel = _pixel_spacing(first)
+            spacing = (float(np.median(gaps)),) + pixel if pixel else None
+            frames = [SourceFrame(instance, 1) for instance in ordered]
+            return ImageSeries(series_uid, ordered, frames, True, spacing)
+        duplicate = ordered[int(np.argmin(gaps)) + 1]
+        not_a_volume = DicomInputError(
+            duplicate.path,
+            f"two images of the series share one position along the slice normal (ImagePositionPatient "
+            f"(0020,0032)), here and in {ordered[int(np.argmin(gaps))].path.name}: not a volume",
+        )
+    else:
+        not_a_volume = None
     ordered = sorted(instances, key=_instance_number)
     frames = [
         SourceFrame(instance, number) for instance in ordered for number in range(1, instance.number_of_frames + 1)
     ]
-    return ImageSeries(series_uid, ordered, frames, False, _pixel_spacing(first))
+    return ImageSeries(series_uid, ordered, frames, False, _pixel_spacing(first), not_a_volume)

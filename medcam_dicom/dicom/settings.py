@@ -9,7 +9,8 @@ from pydicom.uid import PYDICOM_ROOT_UID, generate_uid
 from medcam_dicom.dicom.read import UID_PATTERN
 
 CONTENT_QUALIFICATIONS = ("PRODUCT", "RESEARCH", "SERVICE")
-OUTPUT_KINDS = {"SEG": 1, "SC": 2, "SR": 3}
+OVERLAYS = ("findings", "all")
+OUTPUT_KINDS = {"SEG": 1, "SC": 2, "SR": 3, "PM": 4}
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,19 @@ class OutputSettings:
 
     Attributes:
         uid_root: prefix of every new UID (ends with "."; use your organisation's root).
-        series_number_base: result series numbers are ``base + 10 * source series number + {1, 2, 3}``
-            for SEG, SC and SR, so every output series of a study has its own number.
+        series_number_base: result series numbers are ``base + 10 * source series number + {1, 2, 3, 4}``
+            for SEG, SC, SR and Parametric Map, so every output series of a study has its own number.
         content_qualification: ContentQualification of the results (RESEARCH unless you are cleared
             for clinical use).
         manufacturer: Manufacturer of the results (the loop guard in ``orthanc/`` looks for it).
         institution_name: optional InstitutionName of the results.
         key_slices: Secondary Captures of a volume's evidence: at most this many slices per explained
             class (the SEG holds every slice).
+        overlays: which decisions' evidence is drawn over the images (SEG segments and Secondary
+            Captures): ``findings``, the classes the model description lists as findings (every class when
+            it lists none), or ``all``. Every decision is in the SR either way.
+        parametric_map: also write the explainer's soft mask (its mask probabilities) of the drawn evidence
+            as a Parametric Map (quantity DCM 130404 "Saliency"), for viewers that show heat maps.
     """
 
     uid_root: str = PYDICOM_ROOT_UID
@@ -34,6 +40,8 @@ class OutputSettings:
     manufacturer: str = "medcam-dicom"
     institution_name: str | None = None
     key_slices: int = 5
+    overlays: str = "findings"
+    parametric_map: bool = False
 
     def __post_init__(self) -> None:
         root = self.uid_root
@@ -45,6 +53,8 @@ class OutputSettings:
             raise ValueError(
                 f"content_qualification must be one of {CONTENT_QUALIFICATIONS}, got {self.content_qualification!r}"
             )
+        if self.overlays not in OVERLAYS:
+            raise ValueError(f"overlays must be one of {OVERLAYS}, got {self.overlays!r}")
         if self.key_slices < 1:
             raise ValueError(f"key_slices must be >= 1, got {self.key_slices}")
         if not 0 <= self.series_number_base < 2**30:
@@ -56,7 +66,7 @@ class OutputSettings:
         return generate_uid(prefix=self.uid_root, entropy_srcs=[str(part) for part in identity])
 
     def series_number(self, source_series_number: object, kind: str) -> int:
-        """The SeriesNumber of the ``kind`` (SEG, SC, SR) results of a source series."""
+        """The SeriesNumber of the ``kind`` (SEG, SC, SR, PM) results of a source series."""
         try:
             source = int(source_series_number)
         except (TypeError, ValueError):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import highdicom as hd
 import numpy as np
 from highdicom.spatial import get_image_coordinate_system
@@ -14,6 +12,7 @@ from medcam_dicom import __version__
 from medcam_dicom.dicom import codes
 from medcam_dicom.dicom.appearance import segment_colour
 from medcam_dicom.dicom.equipment import contributing_equipment
+from medcam_dicom.dicom.own_grid import multi_frame_with_own_grid, own_frame_of_reference_uid, pixel_measures
 from medcam_dicom.dicom.results import EvidenceMask, Producer
 from medcam_dicom.dicom.series import ImageSeries, patient_orientation
 from medcam_dicom.dicom.settings import OutputSettings
@@ -29,16 +28,6 @@ def algorithm_identification(producer: Producer) -> hd.AlgorithmIdentificationSe
     )
 
 
-def _pixel_measures(source: Dataset) -> Dataset:
-    """Pixel Measures for a source without patient geometry: its (imager) pixel spacing when it has one,
-    else 1 mm (its nominal pixel), and a 1 mm slice thickness."""
-    measures = Dataset()
-    spacing = source.get("PixelSpacing") or source.get("ImagerPixelSpacing") or [1, 1]
-    measures.PixelSpacing = [format_number_as_ds(float(v)) for v in spacing]
-    measures.SliceThickness = format_number_as_ds(float(source.get("SliceThickness") or 1.0))
-    return measures
-
-
 def _add_image_plane_geometry(segmentation: Dataset, source: Dataset, frame_of_reference_uid: str) -> None:
     """Give a SEG of an image without patient geometry (photograph, SC, CR/DX) the pixel grid of the image
     itself: its own Frame of Reference, the identity orientation, the origin at the first pixel and the
@@ -47,7 +36,7 @@ def _add_image_plane_geometry(segmentation: Dataset, source: Dataset, frame_of_r
     segmentation.FrameOfReferenceUID = frame_of_reference_uid
     segmentation.PositionReferenceIndicator = ""
     shared = segmentation.SharedFunctionalGroupsSequence[0]
-    shared.PixelMeasuresSequence = [_pixel_measures(source)]
+    shared.PixelMeasuresSequence = [pixel_measures(source)]
     orientation = Dataset()
     orientation.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
     shared.PlaneOrientationSequence = [orientation]
@@ -70,51 +59,31 @@ def class_masks(series: ImageSeries, evidence: list[EvidenceMask]) -> dict[int, 
 
 def segmentation_groups(series: ImageSeries) -> list[list[int]]:
     """Which frames share one SEG object: highdicom needs one multi-frame source per SEG; single-frame
-    images with patient geometry share one SEG per image orientation (a localizer series has three), and
-    without a patient coordinate system each image gets a SEG of its own."""
+    images with patient geometry share one SEG per image orientation (a localizer series has three; images
+    repeated at one position go to further SEGs), and without a patient coordinate system each image gets a
+    SEG of its own."""
     by_instance: dict[str, list[int]] = {}
     for index, frame in enumerate(series.frames):
         by_instance.setdefault(frame.instance.sop_instance_uid, []).append(index)
     groups = list(by_instance.values())
     multi_frame = any(len(group) > 1 for group in groups)
     if get_image_coordinate_system(series.reference.dataset) is not None and not multi_frame:
-        by_orientation: dict[tuple[float, ...], list[int]] = {}
+        # per orientation, and within it as few SEGs as keep every plane position once (highdicom refuses
+        # two frames at one position: an image sent twice under new UIDs, repeated scouts)
+        by_orientation: dict[tuple[float, ...], list[tuple[set[tuple[float, ...]], list[int]]]] = {}
         for index, frame in enumerate(series.frames):
-            value = frame.instance.dataset.get("ImageOrientationPatient") or ()
-            by_orientation.setdefault(tuple(round(float(v), 3) for v in value), []).append(index)
-        return list(by_orientation.values())
+            dataset = frame.instance.dataset
+            orientation = tuple(round(float(v), 3) for v in dataset.get("ImageOrientationPatient") or ())
+            position = tuple(round(float(v), 3) for v in dataset.get("ImagePositionPatient") or ())
+            subgroups = by_orientation.setdefault(orientation, [])
+            free = next((group for group in subgroups if position not in group[0]), None)
+            if free is None:
+                free = (set(), [])
+                subgroups.append(free)
+            free[0].add(position)
+            free[1].append(index)
+        return [indices for subgroups in by_orientation.values() for _, indices in subgroups]
     return groups
-
-
-def _with_own_grid(source: Dataset, frame_of_reference_uid: str) -> Dataset:
-    """A stand-in for a multi-frame image without patient geometry (ultrasound cine, some enhanced MR)
-    that highdicom accepts: a shallow copy with a Frame of Reference of its own and functional groups
-    placing frame k at k slice thicknesses along the normal of the identity orientation, with the image's
-    pixel spacing (else 1 mm). highdicom writes no SEG for a multi-frame source without a coordinate
-    system; the SEG references the real image (same SOP Instance UID, frame numbers) and carries this
-    grid, as a single-frame image's SEG carries its own (:func:`_add_image_plane_geometry`)."""
-    proxy = copy.copy(source)
-    proxy.FrameOfReferenceUID = frame_of_reference_uid
-    proxy.PositionReferenceIndicator = ""
-    measures = _pixel_measures(source)
-    thickness = float(measures.SliceThickness)
-    shared = Dataset()
-    shared.PixelMeasuresSequence = hd.PixelMeasuresSequence(
-        [float(v) for v in measures.PixelSpacing], thickness, thickness
-    )
-    shared.PlaneOrientationSequence = hd.PlaneOrientationSequence(
-        hd.CoordinateSystemNames.PATIENT, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-    )
-    proxy.SharedFunctionalGroupsSequence = [shared]
-    frames = []
-    for k in range(int(source.get("NumberOfFrames", 1) or 1)):
-        frame = Dataset()
-        frame.PlanePositionSequence = hd.PlanePositionSequence(
-            hd.CoordinateSystemNames.PATIENT, [0.0, 0.0, k * thickness]
-        )
-        frames.append(frame)
-    proxy.PerFrameFunctionalGroupsSequence = frames
-    return proxy
 
 
 def build_segmentations(
@@ -152,15 +121,11 @@ def build_segmentations(
     segmentations = []
     notes = []
     for group_number, frames in enumerate(groups, start=1):
-        sources: list[Dataset] = []
-        for index in frames:
-            dataset = series.frames[index].instance.dataset
-            if not sources or sources[-1] is not dataset:
-                sources.append(dataset)
+        sources = series.source_datasets(frames)
         own_grid = get_image_coordinate_system(sources[0]) is None  # no patient geometry: the image's own
-        own_frame_of_reference = settings.uid(sources[0].SOPInstanceUID, "image frame of reference")
+        own_frame_of_reference = own_frame_of_reference_uid(sources[0], settings.uid)
         if own_grid and len(frames) > 1:
-            sources = [_with_own_grid(sources[0], own_frame_of_reference)]
+            sources = [multi_frame_with_own_grid(sources[0], own_frame_of_reference)]
             notes.append(
                 f"SEG-{group_number}: multi-frame image without patient geometry; the SEG has the image's own "
                 "pixel grid (a Frame of Reference of its own, frame k at k slice thicknesses)"
@@ -199,6 +164,13 @@ def build_segmentations(
             measures.SpacingBetweenSlices = format_number_as_ds(series.spacing[0])
         if own_grid and len(frames) == 1:  # highdicom wrote no (or partial) pixel measures
             _add_image_plane_geometry(segmentation, sources[0], own_frame_of_reference)
+        measures = segmentation.SharedFunctionalGroupsSequence[0].get("PixelMeasuresSequence")
+        if measures and not measures[0].get("SliceThickness"):  # Type 2 in CT and MR: present but empty
+            measures[0].SliceThickness = measures[0].get("SpacingBetweenSlices") or "1"
+            notes.append(
+                f"SEG-{group_number}: Slice Thickness (0018,0050) empty in the source; the SEG gives "
+                f"{measures[0].SliceThickness} mm (Pixel Measures need one)"
+            )
         if "PatientOrientation" not in segmentation:  # type 2C in General Image; dciodvfy asks for it
             orientation = patient_orientation(sources[0])
             segmentation.PatientOrientation = list(orientation) if orientation else ""

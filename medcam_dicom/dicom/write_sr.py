@@ -32,6 +32,14 @@ def _segmentation_frame(segmentation: Dataset, segment_number: int, source: Data
     raise LookupError(f"no SEG frame for segment {segment_number} of {source.SOPInstanceUID} frame {frame_number}")
 
 
+def _has_segment(segmentation: Dataset, class_index: int) -> bool:
+    try:
+        _segment_number(segmentation, class_index)
+    except LookupError:
+        return False
+    return True
+
+
 def _segment_number(segmentation: Dataset, class_index: int) -> int:
     """The SEG segment explaining class ``class_index`` (its type modifier names the class)."""
     for item in segmentation.SegmentSequence:
@@ -122,11 +130,15 @@ def build_report(
             qualitative_evaluations=evaluations,
         )
         seg_index = next((i for i, frames in enumerate(segment_groups) if item.frame_indices[0] in frames), None)
-        if seg_index is None:
-            frame = series.frames[item.frame_indices[0]]
-            numbers = [frame.frame_number] if frame.instance.number_of_frames > 1 else None
-            source = hd.sr.SourceImageForMeasurementGroup.from_source_image(frame.instance.dataset, numbers)
-            groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(source_images=[source], **common))
+        if seg_index is not None and not _has_segment(segmentations[seg_index], item.class_index):
+            seg_index = None  # a decision that is not a finding: in the SR, not drawn in the SEG
+        if seg_index is None:  # no segment to point at: the decision's source images (every slice of a volume)
+            sources = []
+            for index in item.frame_indices:
+                frame = series.frames[index]
+                numbers = [frame.frame_number] if frame.instance.number_of_frames > 1 else None
+                sources.append(hd.sr.SourceImageForMeasurementGroup.from_source_image(frame.instance.dataset, numbers))
+            groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(source_images=sources, **common))
             continue
         segmentation = segmentations[seg_index]
         segment = _segment_number(segmentation, item.class_index)

@@ -6,6 +6,9 @@ A description is a YAML or JSON file::
     version: "1"
     classifier: {demo: ct}             # or {torchscript: model.ts} or {bundle: path/to/monai_bundle}
     class_names: [normal, lesion]      # optional for demo models and bundles that declare them
+    findings: [lesion]                 # classes that are findings: only their evidence gets a SEG overlay
+                                       # and a Secondary Capture; every decision goes into the SR.
+                                       # null (default) = every class is a finding
     mode: 2d                           # 2d: every frame/slice on its own; 3d: the whole volume
     input:
       size: [128, 128]
@@ -121,13 +124,21 @@ class ModelDescription:
     medcam: MedCAMConfig = field(default_factory=MedCAMConfig)
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     explainer: ExplainerSpec = ExplainerSpec()
+    findings: tuple[str, ...] | None = None
     source: str = "<built-in>"
+
+    def is_finding(self, class_name: str) -> bool:
+        """Whether evidence for ``class_name`` is drawn over the image (SEG overlay, Secondary Capture):
+        classes named in ``findings``, or every class when the description names none. A "normal" decision
+        is reported in the SR only, so that no region over normal anatomy reads as a finding."""
+        return self.findings is None or class_name in self.findings
 
     def fingerprint(self) -> str:
         """A short hash of the settings that shape the results. Not of where the files lie, nor of what is in
         them: :class:`~medcam_dicom.models.loading.LoadedModel` adds the weights' content for result UIDs."""
         identity = repr((self.name, self.version, self.classifier_kind, self.input, self.mode, self.class_names,
-                         self.layers, self.explain, self.medcam, self.explainer.kind, self.explainer.refine))
+                         self.layers, self.explain, self.medcam, self.explainer.kind, self.explainer.refine,
+                         self.findings))
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     def with_medcam(self, **overrides: Any) -> ModelDescription:
@@ -204,6 +215,7 @@ def parse_description(raw: Mapping[str, Any], source: str = "<mapping>", base: P
         "medcam",
         "max_pixels",
         "explainer",
+        "findings",
     }
     unknown = set(raw) - allowed
     if unknown:
@@ -249,6 +261,9 @@ def parse_description(raw: Mapping[str, Any], source: str = "<mapping>", base: P
     explain_classes = _tuple(explain.get("classes"), source, "explain.classes")
     if class_names and explain_classes and set(explain_classes) - set(class_names):
         raise ModelDescriptionError(source, f"'explain.classes' {list(explain_classes)} not all in class_names")
+    findings = _tuple(raw.get("findings"), source, "findings")
+    if class_names and findings and set(findings) - set(class_names):
+        raise ModelDescriptionError(source, f"'findings' {list(findings)} not all in class_names {list(class_names)}")
     max_pixels = raw.get("max_pixels", DEFAULT_MAX_PIXELS)
     explainer = _explainer_spec(raw, source, base)
     if explainer.checkpoint == "demo" and kind != "demo":
@@ -272,6 +287,7 @@ def parse_description(raw: Mapping[str, Any], source: str = "<mapping>", base: P
         medcam=_medcam_config(raw.get("medcam"), source),
         max_pixels=None if max_pixels is None else int(max_pixels),
         explainer=explainer,
+        findings=findings,
         source=source,
     )
 

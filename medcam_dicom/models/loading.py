@@ -157,6 +157,11 @@ def load_model(description: ModelDescription, device: str | torch.device | None 
     network = network.eval().to(device)
     if not class_names:
         raise ModelDescriptionError(description.source, "'class_names' is required for this classifier")
+    unknown = set(description.findings or ()) - set(class_names)
+    if unknown:
+        raise ModelDescriptionError(
+            description.source, f"'findings' {sorted(unknown)} are not classes of the classifier {list(class_names)}"
+        )
     with torch.no_grad():
         probe = torch.zeros((1, description.input.channels) + tuple(description.input.size), device=device)
         try:

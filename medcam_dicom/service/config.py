@@ -61,6 +61,8 @@ class ServiceConfig:
             on one machine do not contend.
         tls_certificate, tls_key: enable TLS on the SCP; tls_ca: require client certificates signed by it.
         uid_root, content_qualification: identity of the results (see :class:`OutputSettings`).
+        overlays: ``findings`` (default) or ``all``: whose evidence gets a SEG and SC (see :class:`OutputSettings`).
+        parametric_map: also send the soft mask of the drawn evidence as a Parametric Map.
         send_retries, send_backoff_seconds: sending attempts after the first, base of the exponential backoff.
         http_port: health/metrics endpoint on ``bind`` (0: off).
     """
@@ -86,6 +88,8 @@ class ServiceConfig:
     tls_ca: Path | None = None
     uid_root: str | None = None
     content_qualification: str = "RESEARCH"
+    overlays: str = "findings"
+    parametric_map: bool = False
     send_retries: int = 5
     send_backoff_seconds: float = 5.0
     http_port: int = 0
@@ -112,6 +116,8 @@ class ServiceConfig:
             raise ConfigError("tls_certificate and tls_key must be given together")
         if self.tls_ca is not None and self.tls_certificate is None:
             raise ConfigError("tls_ca (client certificates) needs tls_certificate and tls_key")
+        if self.overlays not in ("findings", "all"):
+            raise ConfigError(f"overlays must be 'findings' or 'all', got {self.overlays!r}")
         if not (self.queue_url == "sqlite" or self.queue_url.startswith(("redis://", "rediss://"))):
             raise ConfigError(f"queue_url must be 'sqlite' or redis://..., got {self.queue_url!r}")
 
@@ -135,6 +141,12 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return tuple(str(v) for v in value)
         if "Path" in kind:
             return Path(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"expected true or false, got {value!r}")
+            return str(value).strip().lower() in ("true", "1", "yes")
         if kind.startswith("int"):
             return int(value)
         if kind.startswith("float"):

@@ -60,7 +60,8 @@ class JobRunner:
         self.store = JobStore(spool)
         self.metrics = metrics or Metrics()
         self.settings = OutputSettings(uid_root=config.uid_root or OutputSettings.uid_root,
-                                       content_qualification=config.content_qualification)
+                                       content_qualification=config.content_qualification, overlays=config.overlays,
+                                       parametric_map=config.parametric_map)
         self._descriptions = [load_description(m) for m in (config.models or DEFAULT_MODELS)]
         self._local = threading.local()
 

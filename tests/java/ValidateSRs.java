@@ -1,0 +1,14 @@
+// pixelmed's DicomSRValidator over many SR files in one JVM: its command line takes one file, and building
+// the validator (compiling its template XSLT) is most of the ~12 s a run takes. Each file's report follows a
+// line "=== <path>". Run as a single-file program: java -cp pixelmed.jar ValidateSRs.java SR1.dcm SR2.dcm ...
+import com.pixelmed.validate.DicomSRValidator;
+
+public class ValidateSRs {
+    public static void main(String[] args) throws Exception {
+        DicomSRValidator validator = new DicomSRValidator();
+        for (String path : args) {
+            System.out.println("=== " + path);
+            System.out.println(validator.validate(path));
+        }
+    }
+}
