@@ -2,7 +2,8 @@
 # System packages the tests use as real peers: dicom3tools (dciodvfy validates our SEG/SC/SR), dcmtk
 # (echoscu/storescu as the modality, storescp for the receive benchmark), openssl (test certificates),
 # redis-server (the queue for remote workers), orthanc + orthanc-dicomweb (the PACS round trip),
-# libpixelmed-java (pixelmed's DicomSRValidator, the SR validator of IHE AI Results testing).
+# libpixelmed-java (pixelmed's DicomSRValidator, the SR validator of IHE AI Results testing) with a JDK
+# (the tests run many SRs through one validator with a single-file Java program, which needs the compiler).
 # Installs only what is missing; needs root or sudo (CI runs as root).
 set -euo pipefail
 missing=()
@@ -13,7 +14,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v Orthanc >/dev/null 2>&1 || missing+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || missing+=(orthanc-dicomweb)
 [ -e /usr/share/java/pixelmed.jar ] || missing+=(libpixelmed-java)
-command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)  # pixelmed's runtime
+# pixelmed's runtime, with the compiler module that `java Program.java` needs
+java --list-modules 2>/dev/null | grep -q '^jdk.compiler@' || missing+=(default-jdk-headless)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
