@@ -194,7 +194,8 @@ def main() -> int:
                 lesion_studies.append((path.stem, study))
         print(f"Uploaded {len(studies)} demo studies to Orthanc; waiting for Med-CAM results ...", flush=True)
         while True:
-            done = {s["ParentStudy"] for s in orthanc.find_series(Modality="SEG")} & studies
+            # every explained series gets an SR; only findings get a SEG (a "normal" study has none)
+            done = {s["ParentStudy"] for s in orthanc.find_series(Modality="SR")} & studies
             if done == studies:
                 break
             if service.poll() is not None:

@@ -3,7 +3,8 @@
 1. Receive throughput of the same CT series (N x 512^2, uncompressed, sent by dcmtk storescu in one
    association) into: dcmtk storescp, a bare pynetdicom SCP whose handler only writes and fsyncs each
    dataset, and `medcam-dicom serve --workers 0` (full bookkeeping, no explaining). Ratios in one run.
-2. End-to-end latency from the end of the C-STORE to the SEG arriving at a PACS (pynetdicom SCP), for a
+2. End-to-end latency from the end of the C-STORE to the SR (the last result object sent; a "normal" decision
+   gets no SEG) arriving at a PACS (pynetdicom SCP), for a
    CR image and a 20-slice CT series, with the demo models at --max-steps Med-CAM steps.
 3. Jobs per minute with 2 workers on single-image studies.
 4. Jobs per minute with 1 and 2 worker *processes* (`serve --workers 0` receives; each `medcam-dicom worker`
@@ -157,7 +158,7 @@ def latency(root: Path, max_steps: int) -> list[tuple[str, float]]:
             before = len(pacs.received)
             send(service.port, "MEDCAM", paths)
             done = time.perf_counter()
-            while not any(d.Modality == "SEG" for d in pacs.received[before:]):
+            while not any(d.Modality == "SR" for d in pacs.received[before:]):
                 time.sleep(0.05)
             results.append((label, time.perf_counter() - done))
     finally:
@@ -189,7 +190,7 @@ def jobs_per_minute(root: Path, studies: int, max_steps: int) -> float:
         started = time.perf_counter()
         for path in tqdm(paths, desc="sending studies", leave=False):
             send(service.port, "MEDCAM", [path])
-        while sum(d.Modality == "SEG" for d in pacs.received) < studies:
+        while sum(d.Modality == "SR" for d in pacs.received) < studies:
             time.sleep(0.1)
         return studies / (time.perf_counter() - started) * 60
     finally:
@@ -221,7 +222,7 @@ def jobs_per_minute_processes(root: Path, studies: int, processes: int, threads:
         started = time.perf_counter()
         for path in tqdm(paths, desc=f"{processes} worker process(es)", leave=False):
             send(service.port, "MEDCAM", [path])
-        while sum(d.Modality == "SEG" for d in pacs.received) < studies:
+        while sum(d.Modality == "SR" for d in pacs.received) < studies:
             if any(worker.poll() is not None for worker in workers):
                 raise RuntimeError(f"a worker process exited; see {root}/worker-{processes}-*.log")
             time.sleep(0.1)
@@ -279,7 +280,7 @@ def main() -> None:
             table.add_row(name, f"{seconds:.1f}", f"{rate:.0f}", f"{megabytes:.1f}", f"{rate / bare:.0%}")
         console.print(table)
         if not args.skip_latency:
-            table = Table(title=f"End to end (last C-STORE -> SEG at the PACS), {args.max_steps} Med-CAM steps, CPU")
+            table = Table(title=f"End to end (last C-STORE -> SR at the PACS), {args.max_steps} Med-CAM steps, CPU")
             table.add_column("input")
             table.add_column("seconds")
             for label, seconds in latency(root, args.max_steps):

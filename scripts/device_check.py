@@ -195,8 +195,9 @@ def stage_series(device: Any, sizes: dict[str, Any]) -> dict[str, Any]:
         pixels = timed("pixels", lambda: series.pixels(description.max_pixels))
         evidence = timed("explain", lambda: explain_frames(series, pixels, model))
         result = SeriesResult(series_uid=series.series_uid, label=series.describe(), status="explained")
-        timed("write", lambda: write_results([(series, pixels, evidence)], model, OutputSettings(), folder / "out",
-                                             result))
+        # overlays="all": the SEG of all 200 frames is written (and timed) whatever the decision
+        timed("write", lambda: write_results([(series, pixels, evidence)], model, OutputSettings(overlays="all"),
+                                             folder / "out", result))
         (first,) = evidence
         import highdicom as hd
 

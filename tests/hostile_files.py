@@ -9,8 +9,10 @@ either explained or refused naming the file (and, where a header is at fault, th
 
 from __future__ import annotations
 
+import copy
 import shutil
 import subprocess
+import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -142,6 +144,26 @@ def _deflate_bomb(folder: Path, name: str, inflated_bytes: int) -> Path:
     return path
 
 
+def _enhanced_with_broken_frame(folder: Path, name: str, keyword: str, value: list) -> Path:
+    """A legacy-converted enhanced CT of three slices whose second frame's ``keyword`` (in its plane
+    position or orientation functional group) is ``value``."""
+    import highdicom as hd
+
+    from tests.dicom_inputs import ct_series
+
+    with tempfile.TemporaryDirectory() as scratch:
+        slices = [pydicom.dcmread(path) for path in ct_series(Path(scratch), slices=3)]
+    enhanced = hd.legacy.LegacyConvertedEnhancedCTImage(slices, series_instance_uid=generate_uid(), series_number=7,
+                                                        sop_instance_uid=generate_uid(), instance_number=1)
+    enhanced.StudyInstanceUID = generate_uid()
+    frame = enhanced.PerFrameFunctionalGroupsSequence[1]
+    macro = "PlanePositionSequence" if keyword == "ImagePositionPatient" else "PlaneOrientationSequence"
+    if macro not in frame:  # shared by every frame: give the second frame its own copy
+        frame[macro] = copy.deepcopy(enhanced.SharedFunctionalGroupsSequence[0][macro])
+    setattr(frame[macro].value[0], keyword, value)
+    return _save(enhanced, folder, name)
+
+
 def write_hostile_files(folder: Path) -> dict[str, Path]:
     """Write every hostile file into ``folder``; returns name -> path."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,6 +182,10 @@ def write_hostile_files(folder: Path) -> dict[str, Path]:
     files["preamble-only"] = folder / "preamble-only.dcm"
     files["preamble-only"].write_bytes(bytes(128) + b"DICM")
     files["deflate-bomb"] = _deflate_bomb(folder, "deflate-bomb", 3 << 30)
+    files["enhanced-frame-position-nan"] = _enhanced_with_broken_frame(
+        folder, "enhanced-frame-position-nan", "ImagePositionPatient", ["nan", "0", "0"])
+    files["enhanced-frame-orientation-zero"] = _enhanced_with_broken_frame(
+        folder, "enhanced-frame-orientation-zero", "ImageOrientationPatient", [0] * 6)
     return files
 
 

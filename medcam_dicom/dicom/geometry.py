@@ -75,16 +75,48 @@ def geometry_problems(dataset: Dataset) -> dict[str, str]:
     return problems
 
 
+#: functional group macros (enhanced multi-frame images) holding the geometry attributes
+GEOMETRY_MACROS = ("PlanePositionSequence", "PlaneOrientationSequence", "PixelMeasuresSequence")
+
+
+def _functional_group_problems(dataset: Dataset) -> list[str]:
+    """The invalid geometry attributes inside the shared and per-frame functional groups of an enhanced
+    multi-frame image, each with the frame (or "shared") and the tag."""
+    problems = []
+    groups = [("shared", item) for item in dataset.get("SharedFunctionalGroupsSequence") or []]
+    groups += [(f"frame {number}", item)
+               for number, item in enumerate(dataset.get("PerFrameFunctionalGroupsSequence") or [], start=1)]
+    for where, group in groups:
+        for macro in GEOMETRY_MACROS:
+            for item in group.get(macro) or []:
+                problems += [f"{problem} ({where}, {macro})" for problem in geometry_problems(item).values()]
+    return problems
+
+
 def drop_invalid_geometry(dataset: Dataset) -> list[str]:
     """Remove invalid geometry attributes from ``dataset`` (in memory; position and orientation together)
-    and return one note per problem for the result."""
+    and return one note per problem for the result. In an enhanced multi-frame image, one invalid plane
+    position, orientation or pixel measure in any functional group removes the plane position and
+    orientation of every frame and the Frame of Reference: the image gets its own grid."""
+    notes = []
+    if problems := _functional_group_problems(dataset):
+        for group in [*(dataset.get("SharedFunctionalGroupsSequence") or []),
+                      *(dataset.get("PerFrameFunctionalGroupsSequence") or [])]:
+            for macro in GEOMETRY_MACROS:
+                if macro in group:
+                    del group[macro]
+        if "FrameOfReferenceUID" in dataset:
+            del dataset["FrameOfReferenceUID"]
+        shown = problems[:3] + ([f"and {len(problems) - 3} more"] if len(problems) > 3 else [])
+        notes.append(f"{'; '.join(shown)}: treated as an image without patient geometry (the SEG gets the "
+                     "image's own pixel grid)")
     problems = geometry_problems(dataset)
     if not problems:
-        return []
+        return notes
     grid_lost = bool(set(problems) & set(PATIENT_GRID))
     for keyword in set(problems) | set(POSITION_AND_ORIENTATION if grid_lost else ()):
         if keyword in dataset:
             del dataset[keyword]
     consequence = ("treated as an image without patient geometry (the SEG gets the image's own pixel grid)"
                    if grid_lost else "the attribute is not used")
-    return [f"{problem}: {consequence}" for problem in problems.values()]
+    return notes + [f"{problem}: {consequence}" for problem in problems.values()]
