@@ -31,10 +31,23 @@ def test_flags_override_environment_override_file(tmp_path):
     ({"queue_url": "amqp://x"}, "queue_url must be 'sqlite' or redis"),
     ({"max_associations": "many"}, "max_associations from --max-associations"),
     ({"threads": 0}, "threads must be >= 1"),
+    ({"overlays": "some"}, "overlays must be 'findings' or 'all'"),
+    ({"parametric_map": "maybe"}, "parametric_map from --parametric-map: expected true or false"),
 ])
 def test_bad_settings_name_the_setting(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides, environ={})
+
+
+def test_overlays_and_parametric_map_reach_the_results_settings(tmp_path):
+    from medcam_dicom.service.worker import JobRunner
+
+    assert load_config(None, {}, environ={}).overlays == "findings"
+    config = load_config(None, {"spool": str(tmp_path), "parametric_map": "true"},
+                         environ={"MEDCAM_OVERLAYS": "all"})
+    assert config.overlays == "all" and config.parametric_map is True
+    settings = JobRunner(config, Spool(config.spool)).settings
+    assert settings.overlays == "all" and settings.parametric_map is True
 
 
 def test_worker_processes_share_the_cores_out_unless_told(monkeypatch):
