@@ -48,7 +48,7 @@ def explained(tmp_path_factory):
                                         for n in ("demo-mr", "demo-colour", "demo-any")]
     out = root / "out"
     # overlays="all": these inputs are mostly decided "normal", which gets no SEG or SC by default; this module
-    # checks the objects themselves (test_findings_first below checks which decisions get them)
+    # checks the objects themselves (test_dicom_pipeline.py checks which decisions get them: findings first)
     results, skipped, failed = explain_paths([inputs], out, models, OutputSettings(uid_root=UID_ROOT, overlays="all"))
     assert not failed and not skipped
     by_name = {}
