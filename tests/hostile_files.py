@@ -73,18 +73,20 @@ def _save(dataset: Dataset, folder: Path, name: str) -> Path:
     return path
 
 
-def _header_lie(folder: Path, name: str, source: str, change: Callable[[Dataset], None]) -> Path:
+def own_copy(folder: Path, name: str, source: str, change: Callable[[Dataset], None] | None = None) -> Path:
+    """``folder/name.dcm``: the bundled ``source`` in a study and series of its own, changed by ``change``
+    (a header lie), saved without the file-format checks a broken header would fail."""
     dataset = pydicom.dcmread(bundled(source))
     _own_study(dataset)
-    change(dataset)
+    if change is not None:
+        change(dataset)
+    folder.mkdir(parents=True, exist_ok=True)
     return _save(dataset, folder, name)
 
 
 def _corrupt_stream(folder: Path, name: str, source: str, where: float, count: int) -> Path:
     """Garble ``count`` bytes of the first compressed fragment (fixed seed), headers left intact."""
-    dataset = pydicom.dcmread(bundled(source))
-    _own_study(dataset)
-    path = _save(dataset, folder, name)
+    path = own_copy(folder, name, source)
     data = bytearray(path.read_bytes())
     # the first fragment follows the Basic Offset Table item of the encapsulated Pixel Data
     pixel_tag = data.rfind(b"\xe0\x7f\x10\x00")
@@ -97,15 +99,9 @@ def _corrupt_stream(folder: Path, name: str, source: str, where: float, count: i
     return path
 
 
-def _own_copy(folder: Path, name: str, source: str) -> Path:
-    dataset = pydicom.dcmread(bundled(source))
-    _own_study(dataset)
-    return _save(dataset, folder, name)
-
-
 def _byte_flips(folder: Path, name: str, source: str, seed: int, flips: int) -> Path:
     """Flip ``flips`` random bytes anywhere after the preamble (fixed seed)."""
-    data = bytearray(_own_copy(folder, name, source).read_bytes())
+    data = bytearray(own_copy(folder, name, source).read_bytes())
     rng = np.random.default_rng(seed)
     for position in rng.integers(132, len(data), flips):
         data[position] ^= 0xFF
@@ -115,7 +111,7 @@ def _byte_flips(folder: Path, name: str, source: str, seed: int, flips: int) -> 
 
 
 def _truncated(folder: Path, name: str, source: str, share: float) -> Path:
-    path = _own_copy(folder, name, source)
+    path = own_copy(folder, name, source)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * share)])
     return path
@@ -169,7 +165,7 @@ def write_hostile_files(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     for name, (source, change) in HEADER_LIES.items():
-        files[name] = _header_lie(folder, name, source, change)
+        files[name] = own_copy(folder, name, source, change)
     for name, (source, where, count) in CORRUPT_STREAMS.items():
         files[name] = _corrupt_stream(folder, name, source, where, count)
     for share in (0.1, 0.5, 0.99):

@@ -31,6 +31,7 @@ from tests.dicom_inputs import (
     dciodvfy_errors,
     fast_description,
 )
+from tests.hostile_files import own_copy
 
 #: every decision drawn (SEG, SC): most inputs here are decided "normal", which by default gets an SR only;
 #: these tests check the objects, test_findings_first_... checks which decisions get them
@@ -361,13 +362,7 @@ def test_multiframe_without_patient_geometry_gets_a_seg_on_its_own_grid_and_says
 
 def _hostile(folder, name: str, change) -> str:
     """CT_small in a study of its own with one header attribute broken by ``change``; returns the file name."""
-    dataset = pydicom.dcmread(bundled("CT_small.dcm"))
-    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = generate_uid(), generate_uid()
-    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    change(dataset)
-    folder.mkdir(parents=True, exist_ok=True)
-    dataset.save_as(folder / f"{name}.dcm", enforce_file_format=False)
-    return f"{name}.dcm"
+    return own_copy(folder, name, "CT_small.dcm", change).name
 
 
 def _raw(dataset, keyword: str, vr: str, value: bytes) -> None:

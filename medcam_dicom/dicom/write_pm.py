@@ -16,6 +16,7 @@ from medcam_dicom.dicom.own_grid import own_frame_of_reference_uid, with_own_gri
 from medcam_dicom.dicom.results import EvidenceMask, Producer
 from medcam_dicom.dicom.series import ImageSeries, patient_orientation
 from medcam_dicom.dicom.settings import OutputSettings
+from medcam_dicom.dicom.write_seg import class_masks
 
 #: stored values 0..65535 stand for mask probabilities 0..1
 STORED_MAX = 65535
@@ -45,13 +46,7 @@ def build_parametric_maps(
     """One Parametric Map per explained class and per group of frames of the SEGs (``groups``, from
     :func:`~medcam_dicom.dicom.write_seg.build_segmentations`), on the same grid as the SEG: the soft mask
     where the class was explained, 0 elsewhere. Needs the evidence's ``soft_mask``."""
-    rows, columns = series.shape
-    soft: dict[int, np.ndarray] = {}
-    for item in evidence:
-        if item.soft_mask is None:
-            raise ValueError("a Parametric Map needs the soft masks: explain with keep_soft=True")
-        values = soft.setdefault(item.class_index, np.zeros((len(series.frames), rows, columns), np.float32))
-        values[list(item.frame_indices)] = np.maximum(values[list(item.frame_indices)], item.soft_mask)
+    soft = class_masks(series, evidence, soft=True)
     reference = series.reference.dataset
     maps = []
     for class_index in sorted(soft):

@@ -46,14 +46,21 @@ def _add_image_plane_geometry(segmentation: Dataset, source: Dataset, frame_of_r
         frame.PlanePositionSequence = [position]
 
 
-def class_masks(series: ImageSeries, evidence: list[EvidenceMask]) -> dict[int, np.ndarray]:
+def class_masks(series: ImageSeries, evidence: list[EvidenceMask], soft: bool = False) -> dict[int, np.ndarray]:
     """Per explained class, a ``(frames, rows, columns)`` mask over the whole series (empty where the class
-    was not explained)."""
+    was not explained): the binary evidence, or with ``soft`` the evidence's soft masks (float32, the
+    largest where two overlap; they must have been kept, see ``explain_frames(keep_soft=True)``)."""
     rows, columns = series.shape
     masks: dict[int, np.ndarray] = {}
     for item in evidence:
-        full = masks.setdefault(item.class_index, np.zeros((len(series.frames), rows, columns), dtype=bool))
-        full[list(item.frame_indices)] |= item.mask
+        full = masks.setdefault(item.class_index, np.zeros((len(series.frames), rows, columns),
+                                                           dtype=np.float32 if soft else bool))
+        if not soft:
+            full[list(item.frame_indices)] |= item.mask
+        elif item.soft_mask is None:
+            raise ValueError("soft masks were not kept: explain with keep_soft=True")
+        else:
+            full[list(item.frame_indices)] = np.maximum(full[list(item.frame_indices)], item.soft_mask)
     return masks
 
 
