@@ -41,16 +41,21 @@ def load_checkpoint(path: str | Path, expected_format: str, what: str) -> dict[s
     return payload
 
 
+#: keys under which a weights file may hold the state dict (MONAI's CheckpointSaver: "model")
+STATE_DICT_KEYS = ("model", "state_dict", "network", "model_state_dict")
+
+
 def load_state_file(network: nn.Module, path: str | Path) -> nn.Module:
-    """Load a state-dict file (plain, or under a ``"model"`` key as MONAI's CheckpointSaver writes it) into
+    """Load a state-dict file (plain, or under one of :data:`STATE_DICT_KEYS`) into
     ``network``; raises ``ValueError`` naming the file when it is unreadable or does not fit."""
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unpickling failure means "not a weights file"
         raise ValueError(f"{path} is not a readable state-dict file: {error}") from error
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    if isinstance(state, dict):  # a dict holding the state dict, as zoo bundles and CheckpointSaver write it
+        held = [state[key] for key in STATE_DICT_KEYS if isinstance(state.get(key), dict)]
+        state = held[0] if held else state
     try:
         network.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as error:

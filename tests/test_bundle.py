@@ -4,6 +4,7 @@ subprocess, on the bundled sample data, offline."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,19 +68,23 @@ def test_inference_explains_the_sample_images_and_dicom(tmp_path):
     modalities = {pydicom.dcmread(p, stop_before_pixels=True).Modality for p in series[0]["outputs"]}
     assert modalities == {"SEG", "OT", "SR"}
     csv_lines = (out / "report.csv").read_text().strip().splitlines()
-    assert csv_lines[0].startswith("source,kind,target") and len(csv_lines) == len(rows) + 1
+    assert csv_lines[0].startswith("source,kind,status,target") and len(csv_lines) == len(rows) + 1
 
 
-def test_quick_training_writes_models_that_inference_uses(tmp_path):
-    models = tmp_path / "models"
-    bundle("run", "--config_file", merged("inference.json", "train.json"), "--quick", "True",
+def test_quick_demo_training_writes_a_classifier_bundle_that_inference_uses(tmp_path):
+    # train_demo.json retrains the demo classifier and its explainer; with the bundle's configs beside the
+    # models the result is a classifier bundle like any other (classifier_bundle + explainer_checkpoint)
+    retrained = tmp_path / "bundle"
+    shutil.copytree(CONFIGS, retrained / "configs")
+    models = retrained / "models"
+    bundle("run", "--config_file", merged("inference.json", "train_demo.json"), "--quick", "True",
            "--models_dir", str(models))
     assert {"model.pt", "explainer.pt", "training.json"} <= {p.name for p in models.iterdir()}
     summary = json.loads((models / "training.json").read_text())
     assert summary["explainer"] and "faithful_pct" in summary["explainer"][0]
     out = tmp_path / "out"
     sample = BUNDLE / "sample_data" / "ct-1-lesion.nii.gz"
-    bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--checkpoint", str(models / "model.pt"),
+    bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--classifier_bundle", str(retrained),
            "--explainer_checkpoint", str(models / "explainer.pt"), "--input_dir", str(sample),
            "--output_dir", str(out), "--refine", "0")
     rows = json.loads((out / "report.json").read_text())

@@ -100,6 +100,17 @@ class AmortizedMedCAM:
         self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
         self.feature_layers = list(feature_layers)
 
+    def build(self, image: torch.Tensor) -> AmortizedMedCAM:
+        """Build the (untrained) decoder for preprocessed images like ``image`` ``(C, *spatial)``, so that
+        an optimiser can be given its parameters before training (MONAI configs build the optimiser
+        first); :meth:`fit` builds it itself. Returns ``self``."""
+        image = as_image_tensor(image).to(self.device)
+        check_channels(self.classifier, image)
+        if self.network is None:
+            self._build_for(image)
+        self._require_network(image)
+        return self
+
     def _build_for(self, image: torch.Tensor) -> None:
         """Build the decoder for images like ``image`` ``(C, *spatial)``: probe the classifier once for
         its class count and the channels of its spatial matched layers."""
@@ -203,6 +214,22 @@ class AmortizedMedCAM:
                 "soft_mask": soft, "logits": chosen_logits, "features": features}
 
     @torch.no_grad()
+    def verify_batch(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`predict` for a batch plus the verification of every mask in one more classifier pass:
+        adds ``faithful`` (the hard-masked image keeps the decision) and ``masked_probability`` per image.
+        No refinement and no null check: the cheap figures validation needs."""
+        batch = as_batch(images).to(self.device)
+        predicted = self.predict(batch)
+        keep = predicted["mask"].unsqueeze(1).to(batch.dtype)
+        evidence_inputs = keep * batch + (1.0 - keep) * self._baselines(batch)
+        with evaluation_mode(self.classifier):
+            logits = forward_logits(self.classifier, evidence_inputs).float()
+        target = predicted["target"]
+        predicted["faithful"] = logits.argmax(dim=1) == target
+        predicted["masked_probability"] = torch.softmax(logits, dim=1).gather(1, target[:, None])[:, 0]
+        return predicted
+
+    @torch.no_grad()
     def evaluate(
         self, images: torch.Tensor, evidence: torch.Tensor | None = None, batch_size: int = 32
     ) -> dict[str, float]:
@@ -212,13 +239,8 @@ class AmortizedMedCAM:
         images = as_batch(images)
         faithful, areas, ious = [], [], []
         for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].to(self.device)
-            predicted = self.predict(batch)
-            keep = predicted["mask"].unsqueeze(1).to(batch.dtype)
-            evidence_inputs = keep * batch + (1.0 - keep) * self._baselines(batch)
-            with evaluation_mode(self.classifier):
-                kept = forward_logits(self.classifier, evidence_inputs).argmax(dim=1) == predicted["target"]
-            faithful.extend(kept.tolist())
+            predicted = self.verify_batch(images[start : start + batch_size])
+            faithful.extend(predicted["faithful"].tolist())
             areas.extend(predicted["mask"].flatten(1).float().mean(1).tolist())
             if evidence is not None:
                 truth = evidence[start : start + batch_size].to(self.device).bool()
@@ -342,9 +364,15 @@ class AmortizedMedCAM:
     def save(self, path: str | Path) -> None:
         """Write the trained decoder (float32: it is small), its shape, the config and the training history
         to one file (atomically: a temporary file renamed over ``path``)."""
+        save_checkpoint(self.state_dict(), path)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What :meth:`save` writes: the decoder's weights with everything needed to rebuild it. MONAI's
+        ``CheckpointSaver(save_dict={"explainer": explainer})`` writes exactly this (one object is saved
+        as its state dict), so its files load with :meth:`load`."""
         if self.network is None:
             raise ValueError("nothing to save: the amortised explainer is not trained")
-        payload = {
+        return {
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
             "layers": self.medcam.layer_names,
@@ -359,7 +387,14 @@ class AmortizedMedCAM:
             "metadata": self.metadata,
             "state_dict": {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
         }
-        save_checkpoint(payload, path)
+
+    def load_state_dict(self, payload: dict[str, Any]) -> None:
+        """Restore the decoder's weights from a :meth:`state_dict` of an explainer of the same shape
+        (what ignite's ``Checkpoint.load_objects`` calls)."""
+        if self.network is None:
+            raise ValueError("build() or load() the explainer before loading weights into it")
+        self.network.load_state_dict(payload["state_dict"])
+        self.history = list(payload.get("history", []))
 
     @classmethod
     def load(

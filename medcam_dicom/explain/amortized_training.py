@@ -85,11 +85,7 @@ def train_amortized(
         for step, batch in enumerate(bar):
             network.train()
             loss, faithful = training_step(explainer, batch.float().to(explainer.device), layers, device_generator)
-            optimiser.zero_grad(set_to_none=True)
-            gradients = torch.autograd.grad(loss, parameters)
-            for parameter, gradient in zip(parameters, gradients):
-                parameter.grad = gradient
-            optimiser.step()
+            optimisation_step(loss, optimiser)
             if scheduler.last_epoch < scheduler.total_steps - 1:
                 scheduler.step()
             running = loss.item() if step == 0 else 0.9 * running + 0.1 * loss.item()
@@ -117,6 +113,17 @@ def train_amortized(
         if checkpoint is not None:
             explainer.save(checkpoint)
     return explainer.history
+
+
+def optimisation_step(loss: torch.Tensor, optimiser: torch.optim.Optimizer) -> None:
+    """One optimiser step on ``loss``, with gradients taken for the optimiser's parameters only: the
+    classifier's parameters never receive a gradient (``backward`` would accumulate into them)."""
+    parameters = [p for group in optimiser.param_groups for p in group["params"] if p.requires_grad]
+    optimiser.zero_grad(set_to_none=True)
+    gradients = torch.autograd.grad(loss, parameters)
+    for parameter, gradient in zip(parameters, gradients):
+        parameter.grad = gradient
+    optimiser.step()
 
 
 def training_step(

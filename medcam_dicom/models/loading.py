@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medcam_dicom.checkpoints import load_state_file
 from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.medcam import MedCAM
@@ -17,9 +16,6 @@ from medcam_dicom.explain.verification import forward_logits
 from medcam_dicom.models.demo import demo_checkpoint_path, demo_explainer_path, load_demo_classifier
 from medcam_dicom.models.description import ModelDescription, ModelDescriptionError
 from medcam_dicom.models.fingerprint import model_fingerprint
-
-BUNDLE_CONFIG_NAMES = ("inference.json", "inference.yaml", "train.json", "train.yaml")
-BUNDLE_WEIGHT_NAMES = ("model.pt", "model.pth")
 
 
 class ScriptedClassifier(nn.Module):
@@ -94,25 +90,13 @@ class LoadedModel:
 
 def _load_bundle(description: ModelDescription) -> tuple[nn.Module, tuple[Path, ...]]:
     """The bundle's ``network_def`` with its weights, and the two files it was built from."""
-    from monai.bundle import ConfigParser
+    from medcam_dicom.bundle.classifier_bundle import ClassifierBundle, ClassifierBundleError
 
-    root = Path(description.classifier_location)
-    configs = [root / "configs" / name for name in BUNDLE_CONFIG_NAMES if (root / "configs" / name).is_file()]
-    if not configs:
-        raise ModelDescriptionError(description.source, f"bundle {root} has no configs/inference.json (or .yaml)")
-    parser = ConfigParser()
-    parser.read_config(str(configs[0]))
-    parser["bundle_root"] = str(root)
-    if "network_def" not in parser.config:
-        raise ModelDescriptionError(description.source, f"bundle config {configs[0]} has no 'network_def'")
-    network = parser.get_parsed_content("network_def", instantiate=True)
-    weights = [root / "models" / name for name in BUNDLE_WEIGHT_NAMES if (root / "models" / name).is_file()]
-    if not weights:
-        raise ModelDescriptionError(description.source, f"bundle {root} has no models/model.pt")
     try:
-        return load_state_file(network, weights[0]), (configs[0], weights[0])
-    except ValueError as error:
+        bundle = ClassifierBundle.load(description.classifier_location, device="cpu", with_preprocessing=False)
+    except ClassifierBundleError as error:
         raise ModelDescriptionError(description.source, str(error)) from error
+    return bundle.network, (bundle.config_file, bundle.weights_file)
 
 
 def load_model(description: ModelDescription, device: str | torch.device | None = None) -> LoadedModel:
