@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from ignite.engine import Engine, Events
 
+from medcam_dicom.bundle.engines import FIGURES
 from medcam_dicom.durable import write_durably
 
 if TYPE_CHECKING:
@@ -60,10 +61,7 @@ class ExplanationReport:
             row = {"source": str(meta.get("filename_or_obj", "")), "kind": "image", "status": "explained",
                    "target": target,
                    "class_name": self.class_names[target] if target < len(self.class_names) else str(target)}
-            for key in ("probability", "masked_probability", "faithful", "area_fraction", "random_keep", "steps",
-                        "seconds", "method", "iou"):
-                if key in item:
-                    row[key] = _plain(item[key])
+            row.update({key: _plain(item[key]) for key in FIGURES if key != "target" and key in item})
             row["faithful"] = bool(row.get("faithful"))
             row["outputs"] = [str(pred_meta["saved_to"])] if pred_meta.get("saved_to") else []
             self.rows.append(row)
