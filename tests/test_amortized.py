@@ -98,6 +98,29 @@ def test_save_and_load_give_identical_masks(trained_on_blobs, tmp_path):
     assert loaded.coarseness == 2 and loaded.width == 16
 
 
+def test_state_dict_round_trip_into_a_built_explainer(trained_on_blobs):
+    # what MONAI's CheckpointSaver / ignite's Checkpoint call: state_dict() to save, load_state_dict() to resume
+    explainer, val, _ = trained_on_blobs
+    fresh = AmortizedMedCAM(explainer.classifier, config=explainer.config, width=16, coarseness=2)
+    with pytest.raises(ValueError, match="build"):
+        fresh.load_state_dict(explainer.state_dict())
+    fresh.build(val[0])
+    assert not torch.equal(fresh.predict(val[:4])["mask"], explainer.predict(val[:4])["mask"])
+    fresh.load_state_dict(explainer.state_dict())
+    assert torch.equal(fresh.predict(val[:4])["mask"], explainer.predict(val[:4])["mask"])
+    assert fresh.history == explainer.history
+
+
+def test_verify_batch_reruns_the_classifier_on_each_masked_image(trained_on_blobs):
+    explainer, val, _ = trained_on_blobs
+    checked = explainer.verify_batch(val[:4])
+    for index in range(4):
+        faithful, masked_probability = verify_mask(explainer.classifier, val[index], checked["mask"][index],
+                                                   int(checked["target"][index]), explainer.medcam.baseline(val[index]))
+        assert bool(checked["faithful"][index]) == faithful
+        assert float(checked["masked_probability"][index]) == pytest.approx(masked_probability, abs=1e-5)
+
+
 def test_fit_accepts_a_dataloader_of_dicts():
     classifier = BlobDetector()
     images, _ = blob_dataset(8, seed=2)

@@ -2,7 +2,6 @@
 classifier bundle, MONAI engines that train and run the amortised explainer, its metrics, transforms and
 handlers, and the DICOM path of an inference run."""
 
-from medcam_dicom.bundle.classifier_bundle import ClassifierBundle, ClassifierBundleError
 from medcam_dicom.bundle.datalists import demo_datalist, input_files, readable_items
 from medcam_dicom.bundle.engines import MedCAMEvaluator, MedCAMTrainer
 from medcam_dicom.bundle.handlers import ExplanationReport, TrainingHistory
@@ -14,6 +13,7 @@ from medcam_dicom.bundle.workflows import (
     default_bundle_root,
     explain_dicom_files,
 )
+from medcam_dicom.models.classifier_bundle import ClassifierBundle, ClassifierBundleError
 
 __all__ = [
     "BundleEvaluation",

@@ -19,10 +19,10 @@ from typing import Any
 
 from torch import nn
 
-from medcam_dicom.bundle.classifier_bundle import ClassifierBundle
 from medcam_dicom.checkpoints import half_state, load_state_file, save_checkpoint
 from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.config import MedCAMConfig
+from medcam_dicom.models.classifier_bundle import ClassifierBundle
 
 
 def default_bundle_root() -> str:

@@ -90,7 +90,7 @@ class LoadedModel:
 
 def _load_bundle(description: ModelDescription) -> tuple[nn.Module, tuple[Path, ...]]:
     """The bundle's ``network_def`` with its weights, and the two files it was built from."""
-    from medcam_dicom.bundle.classifier_bundle import ClassifierBundle, ClassifierBundleError
+    from medcam_dicom.models.classifier_bundle import ClassifierBundle, ClassifierBundleError
 
     try:
         bundle = ClassifierBundle.load(description.classifier_location, device="cpu", with_preprocessing=False)
