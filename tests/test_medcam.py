@@ -37,6 +37,22 @@ def test_mask_finds_the_blob_that_decides_the_class(fast_config):
     assert iou(explanation.mask, disk) > 5 * float(disk.float().mean())
 
 
+def test_coarse_mask_grid_gives_a_smooth_mask_that_still_finds_the_blob(fast_config):
+    from dataclasses import replace
+
+    from medcam_dicom.explain.mask_network import coarse_logits
+
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1.0
+    assert torch.equal(coarse_logits(checker[None, None], 1)[0, 0], checker)
+    assert coarse_logits(checker[None, None], 2).abs().max() < 1e-6  # voxel-scale detail averages away
+    image, disk = blob_image()
+    explanation = MedCAM(BlobDetector(), config=replace(fast_config, mask_grid=4)).explain(image)
+    assert explanation.faithful and explanation.area_fraction < 0.5
+    assert iou(explanation.mask, disk) > 5 * float(disk.float().mean())
+    with pytest.raises(ValueError, match="mask_grid"):
+        MedCAMConfig(mask_grid=0)
+
+
 def test_faithful_flag_matches_an_independent_rerun_of_the_classifier(fast_config):
     """The flag and the masked probability agree with the classifier run by hand on image x mask (zero
     baseline), not with another call of the same verification code."""

@@ -102,6 +102,9 @@ class MedCAMConfig:
             the measure stays at 0.1-0.25 long after the hard mask has settled.
         margin_log_odds: the log-odds the ``margin`` term asks the evidence to exceed the full image by.
         unet_channels, unet_strides, unet_res_units: the MONAI U-Net that produces the mask logits.
+        mask_grid: the mask's logits are averaged over cells of this many voxels per axis and
+            interpolated back linearly (:func:`~medcam_dicom.explain.mask_network.coarse_logits`): a
+            smooth mask with fewer degrees of freedom; 1 (default) = one logit per voxel, the paper's.
         warm_start: where a fresh optimisation starts: ``"occlusion"`` (default) or ``"gradcam"`` = the
             smallest of the masks keeping the top ``warm_start_levels`` of that saliency map that keeps
             the decision (one batched classifier run, see :mod:`medcam_dicom.explain.warm_start`);
@@ -160,6 +163,7 @@ class MedCAMConfig:
     unet_channels: tuple[int, ...] = (16, 32, 64)
     unet_strides: tuple[int, ...] = (2, 2)
     unet_res_units: int = 1
+    mask_grid: int = 1
     warm_start: str = "occlusion"
     warm_start_levels: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
     warm_start_logits: tuple[float, float] = (0.5, -2.0)
@@ -254,6 +258,8 @@ class MedCAMConfig:
                 f"MedCAMConfig.prune_fractions must be positive multiples of the mask (< 100), "
                 f"got {self.prune_fractions}"
             )
+        if self.mask_grid < 1:
+            raise ValueError(f"MedCAMConfig.mask_grid must be >= 1, got {self.mask_grid}")
         if self.null_masks < 0:
             raise ValueError(f"MedCAMConfig.null_masks must be >= 0, got {self.null_masks}")
         if not 0.0 < self.null_limit <= 1.0:

@@ -56,6 +56,19 @@ def crop_to_shape(tensor: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tenso
     return tensor[(..., *[slice(0, s) for s in spatial])]
 
 
+def coarse_logits(logits: torch.Tensor, cell: int) -> torch.Tensor:
+    """Mask logits ``(B, C, *spatial)`` averaged over cells of ``cell`` voxels per axis and interpolated
+    back linearly: a smooth mask with ``1/cell`` of the degrees of freedom per axis (RISE's masks are
+    smooth cells too). ``cell=1`` returns the logits unchanged."""
+    if cell == 1:
+        return logits
+    spatial = tuple(logits.shape[2:])
+    cells = [math.ceil(size / cell) for size in spatial]
+    pool = nn.functional.adaptive_avg_pool2d if len(spatial) == 2 else nn.functional.adaptive_avg_pool3d
+    mode = "bilinear" if len(spatial) == 2 else "trilinear"
+    return nn.functional.interpolate(pool(logits, cells), size=spatial, mode=mode, align_corners=False)
+
+
 #: the least gradient ``d bounded / d z`` of :func:`mask_probabilities`' bound, however large ``|z|`` is
 GRADIENT_FLOOR = 0.05
 

@@ -19,6 +19,7 @@ from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import FeatureRecorder, MatchedLayer, default_layers, describe_layers
 from medcam_dicom.explain.mask_network import (
     build_mask_network,
+    coarse_logits,
     crop_to_shape,
     mask_probabilities,
     pad_to_multiple,
@@ -324,7 +325,8 @@ class MedCAM:
         step = 0
         hard = soft = None
         for step in range(max_steps + 1):
-            soft = mask_probabilities(crop_to_shape(network(network_input), spatial))  # (1, 1, *spatial)
+            logits_now = coarse_logits(crop_to_shape(network(network_input), spatial), config.mask_grid)
+            soft = mask_probabilities(logits_now)  # (1, 1, *spatial)
             mask = straight_through_mask(soft, config.threshold)
             hard = mask.detach() > 0.5
             inputs = [mask * x + (1.0 - mask) * baseline]
