@@ -171,3 +171,19 @@ def test_validation_score_ranks_faithful_runs_first():
     mean = ExplanationMean("iou")
     mean.update(torch.tensor([[0.5, math.nan, 0.25]]))
     assert mean.compute() == pytest.approx(0.375)
+
+
+def test_demo_datalist_is_written_once_in_the_datalist_format(tmp_path):
+    from monai.data import load_decathlon_datalist
+
+    from medcam_dicom.bundle import demo_datalist
+
+    path = demo_datalist(tmp_path, training=4, validation=2)
+    assert demo_datalist(tmp_path, training=4, validation=2) == path  # reused, not rewritten
+    training = load_decathlon_datalist(path, is_segmentation=False, data_list_key="training")
+    validation = load_decathlon_datalist(path, is_segmentation=False, data_list_key="validation")
+    assert len(training) == 4 and len(validation) == 2
+    lesion = next(item for item in validation if item["label"] == 1)
+    image, evidence = nib.load(lesion["image"]), nib.load(lesion["evidence"])
+    assert image.shape == evidence.shape == (128, 128)
+    assert np.asarray(evidence.dataobj).any() and -160 <= np.asarray(image.dataobj).min() < 240  # HU
