@@ -89,6 +89,7 @@ def _check_inference(zoo: ZooBundle, run: dict, transposed: bool, min_iou: float
         truth = zoo.test_lesions[name]
         assert row["class_name"] == ("lesion" if "lesion" in name else "normal")
         assert row["faithful"] is True and row["method"] in ("amortized", "amortized+refine")
+        assert 0.0 <= row["random_keep"] <= 1.0, "inference runs the null check"
         mask_file = nib.load(row["outputs"][0])
         mask = np.asarray(mask_file.dataobj).squeeze()
         assert mask.shape == truth.shape, "the mask is mapped back to the source's grid (Invertd)"

@@ -97,9 +97,10 @@ class MedCAMEvaluator(Evaluator):
         device: where the explainer and classifier run.
         val_data_loader: batches ``{"image": ..., "evidence": optional ground-truth mask}``.
         explainer: a trained explainer.
-        refine: ``0`` = one batched pass: masks and their verification, no refinement and no null check
-            (validation during training); ``"auto"`` or a number of steps = :meth:`AmortizedMedCAM.explain`
-            per image, with refinement of unfaithful masks and the null check (inference).
+        refine: refinement of unfaithful masks by :meth:`AmortizedMedCAM.explain` (``"auto"``, a number
+            of steps, or 0), which also runs the null check (inference).
+        verify_only: instead, one batched pass per batch: masks and their verification, no refinement
+            and no null check (validation during training).
         evidence_key: the batch key of ground-truth evidence masks; images whose mask is empty get an
             IoU of NaN (left out of the mean).
         postprocessing: MONAI post-transforms on each decollated item (``Invertd``, ``SaveImaged``, ...).
@@ -115,7 +116,8 @@ class MedCAMEvaluator(Evaluator):
         device: str | torch.device,
         val_data_loader: Iterable,
         explainer: AmortizedMedCAM,
-        refine: int | str = 0,
+        refine: int | str = "auto",
+        verify_only: bool = False,
         evidence_key: str = "evidence",
         epoch_length: int | None = None,
         non_blocking: bool = False,
@@ -136,6 +138,7 @@ class MedCAMEvaluator(Evaluator):
         )
         self.explainer = explainer
         self.refine = refine
+        self.verify_only = verify_only
         self.evidence_key = evidence_key
 
     def _iteration(self, engine: MedCAMEvaluator, batchdata: Any) -> dict[str, Any]:
@@ -143,7 +146,7 @@ class MedCAMEvaluator(Evaluator):
             raise ValueError("MedCAMEvaluator expects batches {'image': ..., 'evidence': optional}")
         original = batchdata["image"]
         images = images_of(batchdata).float().to(self.explainer.device, non_blocking=self.non_blocking)
-        if self.refine == 0:
+        if self.verify_only:
             figures = self._verified_batch(images)
         else:
             figures = self._explained_batch(images)
