@@ -18,7 +18,7 @@ from monai.data import MetaTensor
 from monai.engines import Evaluator, Trainer
 from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
 
-from medcam_dicom.explain.amortized import AmortizedMedCAM
+from medcam_dicom.explain.amortized import AmortizedMedCAM, evidence_iou
 from medcam_dicom.explain.amortized_training import optimisation_step, training_step
 from medcam_dicom.explain.batches import images_of
 
@@ -157,12 +157,7 @@ class MedCAMEvaluator(Evaluator):
         evidence = batchdata.get(self.evidence_key)
         output["iou"] = torch.full((len(images),), math.nan)
         if evidence is not None:
-            truth = torch.as_tensor(evidence).reshape(masks.shape).bool()
-            predicted = masks.as_tensor().bool() if isinstance(masks, MetaTensor) else masks.bool()
-            union = (predicted | truth).flatten(1).sum(1).float()
-            inter = (predicted & truth).flatten(1).sum(1).float()
-            has_truth = truth.flatten(1).any(1)
-            output["iou"] = torch.where(has_truth, inter / union.clamp(min=1), torch.full_like(union, math.nan))
+            output["iou"] = evidence_iou(torch.as_tensor(masks), torch.as_tensor(evidence)).cpu()
             output[self.evidence_key] = evidence
         # as MONAI's engines do: decollation and post-transforms run on MODEL_COMPLETED
         engine.state.output = output

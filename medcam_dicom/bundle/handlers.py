@@ -84,7 +84,7 @@ class ExplanationReport:
 
 class TrainingHistory:
     """Per-epoch figures of an explainer's training: attach to the trainer after its ``ValidationHandler``;
-    at the end of every epoch it takes the trainer's last loss and running faithful share and the
+    at the end of every epoch it takes the trainer's last loss, the epoch's mean faithful share and the
     validator's metrics, appends them to ``explainer.history`` (saved with the explainer) and rewrites
     ``path`` (``training.json``: the classifier bundle, the datalist, the epochs, the best one).
     """

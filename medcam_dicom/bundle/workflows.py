@@ -37,8 +37,8 @@ def default_bundle_root() -> str:
 
 
 def load_weights(network: nn.Module, checkpoint: str | Path) -> nn.Module:
-    """Load a state dict (plain, or under a ``"model"`` key as MONAI's CheckpointSaver writes it) into
-    ``network``; raises ``ValueError`` naming the file when it does not fit."""
+    """:func:`~medcam_dicom.checkpoints.load_state_file` with a message saying how to make a missing file;
+    returns ``network`` in eval mode."""
     path = Path(checkpoint)
     if not path.is_file():
         raise ValueError(f"classifier checkpoint {path} does not exist (run configs/train_demo.json first)")

@@ -13,6 +13,7 @@ holds the explainer: building, prediction, evaluation, explanation with refineme
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -43,6 +44,17 @@ CHECKPOINT_FORMAT = "medcam-dicom-amortized/1"
 AUTO = "auto"
 #: area fractions tried (in one batched forward) when an amortised mask is not faithful
 REFINE_AREAS = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+
+
+def evidence_iou(masks: torch.Tensor, evidence: torch.Tensor) -> torch.Tensor:
+    """IoU per image of binary masks ``(B, ...)`` with ground-truth evidence of the same number of
+    voxels per image (any shape), NaN where the evidence is empty (an image without ground truth)."""
+    predicted = masks.reshape(len(masks), -1).bool()
+    truth = evidence.reshape(len(masks), -1).bool().to(predicted.device)
+    intersection = (predicted & truth).sum(1).float()
+    union = (predicted | truth).sum(1).float()
+    iou = intersection / union.clamp(min=1)
+    return torch.where(truth.any(1), iou, torch.full_like(iou, math.nan))
 
 
 class AmortizedMedCAM:
@@ -243,11 +255,8 @@ class AmortizedMedCAM:
             faithful.extend(predicted["faithful"].tolist())
             areas.extend(predicted["mask"].flatten(1).float().mean(1).tolist())
             if evidence is not None:
-                truth = evidence[start : start + batch_size].to(self.device).bool()
-                for mask, gt in zip(predicted["mask"], truth):
-                    if gt.any():
-                        union = (mask | gt).sum()
-                        ious.append(float((mask & gt).sum() / union))
+                truth = evidence[start : start + batch_size].to(self.device)
+                ious.extend(v for v in evidence_iou(predicted["mask"], truth).tolist() if not math.isnan(v))
         figures = {"faithful_pct": 100.0 * float(np.mean(faithful)), "area_fraction": float(np.mean(areas))}
         if ious:
             figures["iou"] = float(np.mean(ious))
