@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from medcam_dicom import __version__
 
@@ -193,6 +194,11 @@ SERVICE_FLAGS = (
     ("--send-retries", int, "delivery attempts after the first"),
     ("--send-backoff-seconds", float, "first retry delay; doubles each attempt"),
     ("--http-port", int, "health/metrics HTTP port on --bind (0: off)"),
+    ("--payload-port", int, "Redis queue: port on --bind of the channel remote workers fetch studies from"),
+    ("--serve-url", str, "worker on a Redis queue: the serve node's channel, http(s)://host:payload-port"),
+    ("--worker-name", str, "worker: its name in status and logs (default host-pid)"),
+    ("--lease-seconds", float, "Redis queue: how long a worker's claim on a job lives unrenewed (default 30)"),
+    ("--max-leases", int, "Redis queue: a job leased this often without finishing is failed (default 5)"),
 )
 
 
@@ -224,10 +230,22 @@ def _worker(args: argparse.Namespace) -> int:
 
     configure_logging()
     config = _service_config(args)
-    queue = make_queue(config)
     threads = apply_thread_budget(config)
     log_event("worker started", workers=max(1, config.workers), torch_threads=threads, device=config.device,
-              queue=config.queue_url, spool=str(config.spool))
+              queue=config.queue_url, spool=str(config.spool), serve_url=config.serve_url)
+    if config.queue_url != "sqlite":  # Redis: leases, studies over the payload channel, nothing shared
+        import signal
+        import threading
+
+        from medcam_dicom.service.lease_worker import run_workers
+
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        run_workers(config, stop)
+        log_event("worker stopped")
+        return 0
+    queue = make_queue(config)
     register_task(queue, JobRunner(config, Spool(config.spool)))
     queue.create_consumer(workers=max(1, config.workers), worker_type="thread", periodic=False).run()
     return 0
@@ -244,8 +262,15 @@ def _status(args: argparse.Namespace) -> int:
         return 1 if status["unreadable_jobs"] else 0
     print(f"spool {status['spool']}")
     print("jobs   " + "  ".join(f"{state} {count}" for state, count in status["jobs"].items()))
-    print(f"queue  {status['queue_length'] if status['queue_length'] is not None else 'n/a (remote queue)'}")
+    print(f"queue  {status['queue_length'] if status['queue_length'] is not None else 'n/a'}")
     print(f"studies still arriving: {status['studies_arriving']}")
+    if status["queue_error"]:
+        print(f"queue  unavailable: {status['queue_error']}")
+    for worker, seen in sorted(status["workers_seen"].items()):
+        print(f"worker {worker}, last heard {time.time() - seen:.0f} s ago")
+    for lease in status["leases"]:
+        print(f"lease  {lease['job']} held by {lease['worker']} since "
+              f"{time.strftime('%H:%M:%S', time.localtime(lease['since']))}")
     for error in status["last_errors"]:
         print(f"error  {error['job']} ({error['state']}): {error['error']}")
     for job in status["unreadable_jobs"]:
@@ -375,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     service_parser("serve", "run the DICOM node: receive, explain, send back").set_defaults(handler=_serve)
-    service_parser("worker", "run explainer workers only (remote queue)").set_defaults(handler=_worker)
+    service_parser("worker", "run explainer workers only (Redis: any machine, --spool is local scratch; "
+                   "sqlite: this machine, the node's spool)").set_defaults(handler=_worker)
     status = service_parser("status", "jobs by state, queue length, last errors; exits 1 while a job record "
                             "is unreadable or quarantined")
     status.add_argument("--json", action="store_true")

@@ -149,12 +149,61 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(30)
 
+    def restart(self) -> RedisServer:
+        """Stop and start again on the same port: without persistence, every key is gone."""
+        self.stop()
+        return self.start()
+
+
+class WorkerProcess:
+    """``medcam-dicom worker`` on a Redis queue in a subprocess, with its own scratch folder (it cannot see the
+    serve node's spool) and its token in the environment."""
+
+    def __init__(self, scratch: Path, args: list[str], token: str, name: str) -> None:
+        self.scratch = scratch
+        self.args = args
+        self.token = token
+        self.name = name
+        self.process: subprocess.Popen | None = None
+        self.log_path = scratch.parent / f"{name}.log"
+
+    def start(self) -> WorkerProcess:
+        command = [sys.executable, "-m", "medcam_dicom.cli", "worker", "--spool", str(self.scratch),
+                   "--worker-name", self.name, *self.args]
+        environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", MEDCAM_WORKER_TOKEN=self.token)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if not self.alive():
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
 
 class ServiceProcess:
     """``medcam-dicom serve`` in a subprocess; stop() sends SIGTERM, kill() sends SIGKILL."""
 
-    def __init__(self, spool: Path, args: list[str], ae_title: str = "MEDCAM", port: int | None = None) -> None:
+    def __init__(self, spool: Path, args: list[str], ae_title: str = "MEDCAM", port: int | None = None,
+                 environment: dict[str, str] | None = None) -> None:
         self.spool = spool
+        self.environment = environment or {}
         self.port = port or free_port()
         self.ae_title = ae_title
         self.args = args
@@ -165,7 +214,7 @@ class ServiceProcess:
         command = [sys.executable, "-m", "medcam_dicom.cli", "serve", "--spool", str(self.spool), "--bind",
                    "127.0.0.1", "--port", str(self.port), "--ae-title", self.ae_title, *self.args]
         log = open(self.log_path, "ab")
-        environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **self.environment)
         self.process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
         if wait:
             self.wait_ready()
@@ -234,3 +283,21 @@ def storescu(port: int, paths: list[Path], called: str = "MEDCAM", calling: str 
     """dcmtk's storescu, proposing the files' own transfer syntaxes (-xs would force one)."""
     return subprocess.run(["storescu", "-aet", calling, "-aec", called, "127.0.0.1", str(port),
                            *[str(p) for p in paths]], capture_output=True, text=True, timeout=120)
+
+
+def make_certificates(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=medcam-test-ca")
+    for name in ("server", "client"):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
+            f"/CN={name}")
+        (folder / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    return {name: folder / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}

@@ -20,6 +20,8 @@ import pytest
 from pydicom.uid import generate_uid
 
 from medcam_dicom.cli import main
+from medcam_dicom.service.config import load_config
+from medcam_dicom.service.status import service_status
 from tests.dicom_inputs import bundled, copy_with_new_uids, ct_series
 from tests.service_peers import (
     Pacs,
@@ -27,6 +29,7 @@ from tests.service_peers import (
     ServiceProcess,
     echo,
     free_port,
+    make_certificates,
     store,
     storescu,
     wait_until,
@@ -193,26 +196,8 @@ def test_a_study_that_cannot_be_explained_is_reported_and_does_not_block_others(
         pacs.stop()
 
 
-def _certificates(folder: Path) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=folder, timeout=60)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=medcam-test-ca")
-    for name in ("server", "client"):
-        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj",
-            f"/CN={name}")
-        (folder / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-            f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
-    return {name: folder / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
-
-
 def test_tls_needs_a_client_certificate_signed_by_the_ca(tmp_path):
-    files = _certificates(tmp_path / "pki")
+    files = make_certificates(tmp_path / "pki")
     service = ServiceProcess(tmp_path / "spool", ["--tls-certificate", str(files["server.pem"]), "--tls-key",
                                                   str(files["server.key"]), "--tls-ca", str(files["ca.pem"]),
                                                   "--workers", "0"])
@@ -360,28 +345,29 @@ def test_unknown_host_is_refused_and_sigterm_stops_gracefully(tmp_path):
     assert '"event": "service stopped"' in service.log()
 
 
-def test_redis_queue_lets_separate_worker_processes_do_the_explaining(tmp_path):
-    """`serve --workers 0` only receives; `medcam-dicom worker` (another process, as on a GPU machine)
-    takes the jobs from Redis and delivers, with the same code and spool."""
+def test_a_node_on_a_redis_queue_explains_with_its_own_lease_workers(tmp_path):
+    """`serve --workers 1 --queue-url redis://...`: the node's own worker takes leases from Redis like a
+    remote one, over a loopback channel of its own (no payload port, no tokens configured); the lease is
+    released after delivery and `status` reads the queue. Remote workers: tests/test_scaleout.py."""
     redis = RedisServer().start()
     pacs = Pacs().start()
-    common = ["--destination", pacs.address, "--queue-url", redis.url, *model_args(tmp_path / "models")]
-    service = ServiceProcess(tmp_path / "spool", ["--workers", "0", "--stable-seconds", "0.5", *common])
-    worker_log = open(tmp_path / "worker.log", "wb")
-    worker = subprocess.Popen([sys.executable, "-m", "medcam_dicom.cli", "worker", "--spool", str(tmp_path / "spool"),
-                               "--workers", "1", *common], stdout=worker_log, stderr=worker_log)
+    spool = tmp_path / "spool"
+    service = ServiceProcess(spool, ["--workers", "1", "--stable-seconds", "0.5", "--destination", pacs.address,
+                                     "--queue-url", redis.url, *model_args(tmp_path / "models")])
     try:
         service.start()
         assert store(service.port, [pydicom.dcmread(new_study("CT_small.dcm", tmp_path / "in"))]) == [0]
         assert len(pacs.wait_for(3, timeout=120)) == 3
-        wait_until(lambda: [j["state"] for j in jobs(tmp_path / "spool")] == ["delivered"], what="delivered")
-        assert '"state": "delivered"' not in service.log()  # the receiving service did not explain it
-        assert '"state": "delivered"' in (tmp_path / "worker.log").read_text()
+        wait_until(lambda: [j["state"] for j in jobs(spool)] == ["delivered"], what="delivered")
+        (record,) = jobs(spool)
+        assert record["leases"] == 1 and record["worker"] == "MEDCAM-embedded-0"
+        assert '"event": "job leased"' in service.log() and '"event": "job finished"' in service.log()
+        status = service_status(load_config(overrides={"spool": str(spool), "queue_url": redis.url}))
+        assert status["queue_length"] == 0 and status["leases"] == [] and status["queue_error"] is None
+        assert list(status["workers_seen"]) == ["MEDCAM-embedded-0"]
+        assert not list((spool / "scratch").rglob("*.dcm"))  # the worker's scratch copy is cleaned up
     finally:
         service.stop()
-        worker.terminate()
-        worker.wait(30)
-        worker_log.close()
         pacs.stop()
         redis.stop()
 

@@ -65,6 +65,16 @@ class ServiceConfig:
         parametric_map: also send the soft mask of the drawn evidence as a Parametric Map.
         send_retries, send_backoff_seconds: sending attempts after the first, base of the exponential backoff.
         http_port: health/metrics endpoint on ``bind`` (0: off).
+        payload_port: with a Redis queue, the serve node's payload channel on ``bind`` (HTTPS with the TLS
+            settings) from which workers on other machines fetch studies and to which they report (0: off;
+            the node's own workers use a loopback channel of their own).
+        worker_tokens: serve node: the bearer tokens of the workers allowed on the payload channel (at
+            least 16 characters each; keep them in ``MEDCAM_WORKER_TOKENS`` or a root-only config file).
+        serve_url: worker: the serve node's payload channel, ``http(s)://host:payload_port``.
+        worker_token: worker: its token (one of the serve node's ``worker_tokens``).
+        worker_name: worker: its name in ``status`` and the logs (default ``host-pid``).
+        lease_seconds: how long a worker's claim on a job lives without renewal (it renews every third).
+        max_leases: a job leased this many times without finishing (its workers died) is failed.
     """
 
     ae_title: str = "MEDCAM"
@@ -93,6 +103,13 @@ class ServiceConfig:
     send_retries: int = 5
     send_backoff_seconds: float = 5.0
     http_port: int = 0
+    payload_port: int = 0
+    worker_tokens: tuple[str, ...] = ()
+    serve_url: str | None = None
+    worker_token: str | None = None
+    worker_name: str | None = None
+    lease_seconds: float = 30.0
+    max_leases: int = 5
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -101,7 +118,7 @@ class ServiceConfig:
         for title in self.allow:
             if not AE_TITLE.match(title):
                 raise ConfigError(f"allow: {title!r} is not a valid AE title")
-        for name in ("port", "http_port"):
+        for name in ("port", "http_port", "payload_port"):
             value = getattr(self, name)
             if not 0 <= value < 65536 or (name == "port" and value == 0):
                 raise ConfigError(f"{name} must be a TCP port, got {value}")
@@ -110,6 +127,13 @@ class ServiceConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.workers < 0 or self.send_retries < 0 or self.stable_seconds < 0 or self.send_backoff_seconds < 0:
             raise ConfigError("workers, send_retries, stable_seconds and send_backoff_seconds must be >= 0")
+        for token in (*self.worker_tokens, *([self.worker_token] if self.worker_token else [])):
+            if len(token) < 16:
+                raise ConfigError("worker tokens must have at least 16 characters (e.g. `openssl rand -hex 16`)")
+        if self.lease_seconds < 1 or self.max_leases < 1:
+            raise ConfigError("lease_seconds and max_leases must be >= 1")
+        if self.serve_url is not None and not self.serve_url.startswith(("http://", "https://")):
+            raise ConfigError(f"serve_url must be http(s)://host:port, got {self.serve_url!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if (self.tls_certificate is None) != (self.tls_key is None):
@@ -135,7 +159,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return None
         if name == "destination":
             return value if isinstance(value, Destination) else Destination.parse(str(value))
-        if name in ("allow", "allow_hosts", "models"):
+        if name in ("allow", "allow_hosts", "models", "worker_tokens"):
             if isinstance(value, str):
                 value = [v for v in (part.strip() for part in value.split(",")) if v]
             return tuple(str(v) for v in value)

@@ -43,7 +43,9 @@ class UnreadableJob:
 
 @dataclass
 class JobRecord:
-    """What is known about one job; ``series`` holds the per-series results of the explainer."""
+    """What is known about one job; ``series`` holds the per-series results of the explainer; ``leases``
+    counts the times a remote worker took it (see :mod:`medcam_dicom.service.leases`), ``worker`` names the
+    last one."""
 
     job_id: str
     study_uid: str
@@ -57,6 +59,8 @@ class JobRecord:
     errors: list[str] = field(default_factory=list)
     explained_seconds: float | None = None
     delivered_at: float | None = None
+    leases: int = 0
+    worker: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return asdict(self)

@@ -127,6 +127,10 @@ class JobRunner:
                 self.store.save(record)
             return self.deliver(record)
 
+    def retry_delay(self, attempts: int) -> float:
+        """Seconds before the next sending attempt: ``send_backoff_seconds`` doubled per failed attempt."""
+        return self.config.send_backoff_seconds * 2 ** (attempts - 1)
+
     def fail(self, record: JobRecord, **fields: object) -> None:
         """Mark the job failed for good (results stay on disk), log it with ``fields`` and count it."""
         record.state = "failed"
@@ -148,7 +152,7 @@ class JobRunner:
                 if record.attempts > self.config.send_retries:
                     return self.fail(record, error=str(error), attempts=record.attempts)
                 self.store.save(record)
-                delay = self.config.send_backoff_seconds * 2 ** (record.attempts - 1)
+                delay = self.retry_delay(record.attempts)
                 log_event("send retry", job=record.job_id, error=str(error), attempt=record.attempts, delay=delay)
                 return delay
         record.state = "delivered"
