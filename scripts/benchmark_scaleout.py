@@ -7,7 +7,10 @@ serve node's spool (studies travel over the payload channel). Per worker count i
 - studies per minute, from the first C-STORE to the last SR at the PACS, for ``--studies`` CT studies of
   ``--slices`` 512² slices each (after one warm-up study per worker: torch and the models load once);
 - payload transfer rate of the study downloads (bytes / seconds, from the workers' `study fetched` lines);
-- hand-off latency: the node's `job created` to a worker's `job leased` (median, p95).
+- queue wait: the node's `job created` to a worker's `job leased` during the batch (median, p95): jobs
+  waiting for a free worker;
+- hand-off latency: the same with idle workers (``--idle`` studies sent one at a time after the batch, each
+  waited for): the queue's own delay.
 
     python scripts/benchmark_scaleout.py --workers 1 2 4 --studies 12 --slices 20
 """
@@ -73,7 +76,8 @@ def seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def run(root: Path, workers: int, studies: list[list[Path]], warmups: list[list[Path]]) -> dict:
+def run(root: Path, workers: int, studies: list[list[Path]], warmups: list[list[Path]], idle: list[list[Path]]
+        ) -> dict:
     redis, pacs = RedisServer().start(), Pacs().start()
     payload = free_port()
     common = ["--queue-url", redis.url, "--destination", pacs.address]
@@ -104,6 +108,10 @@ def run(root: Path, workers: int, studies: list[list[Path]], warmups: list[list[
             send(service.port, "MEDCAM", paths)
         wait_for_srs(workers + len(studies), f"{workers} worker(s)")
         elapsed = time.perf_counter() - started
+        batch_jobs = {e["job"] for e in events(service.log(), "job created")}
+        for index, paths in enumerate(idle):
+            send(service.port, "MEDCAM", paths)
+            wait_for_srs(workers + len(studies) + index + 1, "idle hand-off")
         created = {e["job"]: seconds(e["time"]) for e in events(service.log(), "job created")}
         leased, fetched = {}, []
         for process in processes:
@@ -111,13 +119,15 @@ def run(root: Path, workers: int, studies: list[list[Path]], warmups: list[list[
             for event in events(log, "job leased"):
                 leased.setdefault(event["job"], seconds(event["time"]))
             fetched += [e for e in events(log, "study fetched") if e["seconds"] > 0]
-        hand_off = sorted(leased[job] - created[job] for job in created if job in leased)
+        waits = sorted(leased[job] - created[job] for job in batch_jobs if job in leased)
+        hand_off = sorted(leased[job] - created[job] for job in set(created) - batch_jobs if job in leased)
         rates = [e["bytes"] / e["seconds"] / 1e6 for e in fetched]
         sizes = [e["bytes"] / 1e6 for e in fetched]
         return {"workers": workers, "studies": len(studies), "seconds": elapsed,
                 "studies_per_minute": len(studies) / elapsed * 60, "study_mb": statistics.median(sizes),
-                "payload_mb_s": statistics.median(rates), "hand_off_median_s": statistics.median(hand_off),
-                "hand_off_p95_s": hand_off[min(len(hand_off) - 1, int(0.95 * len(hand_off)))]}
+                "payload_mb_s": statistics.median(rates), "queue_wait_median_s": statistics.median(waits),
+                "queue_wait_p95_s": waits[min(len(waits) - 1, int(0.95 * len(waits)))],
+                "hand_off_median_s": statistics.median(hand_off), "hand_off_max_s": max(hand_off)}
     finally:
         for process in processes:
             process.stop()
@@ -131,24 +141,27 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--studies", type=int, default=12)
     parser.add_argument("--slices", type=int, default=20)
+    parser.add_argument("--idle", type=int, default=4, help="studies sent one at a time for the hand-off latency")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="medcam-scaleout-") as folder:
         root = Path(folder)
-        studies = studies_of(root / "studies", args.studies + max(args.workers), args.slices)
-        rows = [run(root, n, studies[: args.studies], studies[args.studies:]) for n in args.workers]
+        studies = studies_of(root / "studies", args.studies + max(args.workers) + args.idle, args.slices)
+        batch, rest = studies[: args.studies], studies[args.studies:]
+        rows = [run(root, n, batch, rest[: max(args.workers)], rest[max(args.workers):]) for n in args.workers]
     table = Table(title=f"scale-out: {args.studies} studies of {args.slices} x 512² CT, worker processes with "
                         "their own scratch (no shared spool), 1 torch thread each")
-    for column in ("workers", "studies/min", "vs 1 worker", "study MB", "payload MB/s", "hand-off median s",
-                   "hand-off p95 s"):
+    for column in ("workers", "studies/min", "vs 1 worker", "study MB", "payload MB/s", "queue wait median s",
+                   "queue wait p95 s", "hand-off median s", "hand-off max s"):
         table.add_column(column, justify="right")
     base = rows[0]["studies_per_minute"]
     for row in rows:
         rate = row["studies_per_minute"]
         table.add_row(str(row["workers"]), f"{rate:.1f}", f"{rate / base:.2f}", f"{row['study_mb']:.1f}",
-                      f"{row['payload_mb_s']:.0f}", f"{row['hand_off_median_s']:.3f}",
-                      f"{row['hand_off_p95_s']:.3f}")
-    Console().print(table)
+                      f"{row['payload_mb_s']:.0f}", f"{row['queue_wait_median_s']:.1f}",
+                      f"{row['queue_wait_p95_s']:.1f}", f"{row['hand_off_median_s']:.3f}",
+                      f"{row['hand_off_max_s']:.3f}")
+    Console(width=200).print(table)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

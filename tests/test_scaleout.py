@@ -19,7 +19,9 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from medcam_dicom.cli import main
 from medcam_dicom.service.leases import LeaseQueue
+from medcam_dicom.service.spool import Spool
 from medcam_dicom.service.work_api import LeaseLost, WorkApiClient, client_tls, pack_folder, unpack_folder
 from tests.dicom_inputs import copy_with_new_uids
 from tests.service_peers import (
@@ -243,9 +245,10 @@ def test_the_payload_channel_refuses_clients_that_are_not_workers(tmp_path):
         redis.stop()
 
 
-def test_leases_are_exclusive_renewable_and_expire(tmp_path):
+def test_leases_are_exclusive_renewable_and_expire(tmp_path, capsys):
     """The queue's primitives on a real Redis: one claim per job, renew/release only by the holder, a
-    duplicate hand-off dropped, delayed jobs due later, orphans found when nobody holds or queues a job."""
+    duplicate hand-off dropped, delayed jobs due later, orphans found when nobody holds or queues a job;
+    `medcam-dicom status` lists the holders and the workers heard from."""
     redis = RedisServer().start()
     try:
         queue = LeaseQueue(redis.url, lease_seconds=1)
@@ -253,6 +256,11 @@ def test_leases_are_exclusive_renewable_and_expire(tmp_path):
             queue.enqueue(job)
         first = queue.claim("w1")
         assert first.job_id == "a" and queue.holds("a", first.token)
+        queue.heartbeat("w1")
+        Spool(tmp_path / "spool")
+        assert main(["status", "--spool", str(tmp_path / "spool"), "--queue-url", redis.url]) == 0
+        out = capsys.readouterr().out
+        assert "lease  a held by w1 since" in out and "worker w1, last heard 0 s ago" in out and "queue  2" in out
         second = queue.claim("w2")
         assert second.job_id == "b"
         assert queue.claim("w2") is None  # the duplicate "a" is dropped while w1 holds it

@@ -98,7 +98,11 @@ class LeaseWorker:
             if lease is None:
                 stop.wait(POLL_SECONDS)
                 continue
-            self.process(lease)
+            try:
+                self.process(lease)
+            except Exception as error:  # noqa: BLE001 - a bug must not end the worker; the lease is released
+                log_event("worker error", job=lease.job_id, worker=self.name, error=f"{type(error).__name__}: {error}",
+                          action="lease released; the serve node re-queues the job (failed after max_leases)")
 
     def process(self, lease: Lease) -> str | None:
         """Do one leased job; returns the state it was left in (``None``: handed back or lost)."""

@@ -187,20 +187,20 @@ class WorkApi:
                 if not api.authorised(self.headers.get("Authorization")):
                     api.metrics.inc("medcam_workers_refused_total", help="payload requests without a worker token")
                     log_event("worker refused", peer=peer, path=self.path, reason="no valid worker token")
-                    self._body()
+                    self.close_connection = True  # its body is never read
                     self._error(401, "not a configured worker (Authorization: Bearer <worker token>)")
                     return
                 match = ROUTE.match(self.path)
                 allowed = {"POST": ("start", "sent"), "GET": ("study", "results"), "PUT": ("results", "record")}
                 if not match or not JOB_ID.match(match["job"]) or match["what"] not in allowed[method]:
-                    self._body()
+                    self.close_connection = True
                     self._error(404, f"no route {method} {self.path}")
                     return
                 job, what = match["job"], match["what"]
                 worker = self.headers.get("X-Medcam-Worker", peer)[:200]
                 try:
                     if not api.leases.holds(job, self.headers.get("X-Medcam-Lease", "")):
-                        self._body()
+                        self.close_connection = True
                         self._error(409, f"job {job}: this worker does not hold its lease")
                         return
                     if what in ("study", "results") and method == "GET":
