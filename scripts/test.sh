@@ -9,4 +9,4 @@ bash scripts/install.sh test
 ruff check .
 seed="${RANDOMLY_SEED:-$(date +%s)}"
 echo "test order seed $seed (the same order again: RANDOMLY_SEED=$seed bash scripts/test.sh)"
-python -m pytest -q -p randomly --randomly-seed="$seed" "$@"
+python -m pytest -q -p randomly --randomly-seed="$seed" --durations=15 "$@"

@@ -20,9 +20,11 @@ import pytest
 from pydicom.uid import generate_uid
 
 from medcam_dicom.cli import main
+from medcam_dicom.service.jobs import JobStore
 from medcam_dicom.service.leases import LeaseQueue
+from medcam_dicom.service.metrics import Metrics
 from medcam_dicom.service.spool import Spool
-from medcam_dicom.service.work_api import LeaseLost, WorkApiClient, client_tls, pack_folder, unpack_folder
+from medcam_dicom.service.work_api import LeaseLost, WorkApi, WorkApiClient, client_tls, pack_folder, unpack_folder
 from tests.dicom_inputs import copy_with_new_uids
 from tests.service_peers import (
     Pacs,
@@ -67,14 +69,15 @@ def metric(port: int, name: str) -> float:
 class Deployment:
     """Redis, the PACS, the serve node (receiving only) and remote workers, all stopped by ``close()``."""
 
-    def __init__(self, root: Path, lease_seconds: float = 3.0, models: list[str] | None = None) -> None:
+    def __init__(self, root: Path, lease_seconds: float = 3.0, pacs_up: bool = True,
+                 extra: tuple[str, ...] = ()) -> None:
         self.root = root
         self.redis = RedisServer().start()
-        self.pacs = Pacs().start()
+        self.pacs = Pacs().start() if pacs_up else Pacs()
         self.payload_port, self.http_port = free_port(), free_port()
-        self.models = models or model_args(root / "models")
+        self.models = model_args(root / "models")
         self.common = ["--queue-url", self.redis.url, "--destination", self.pacs.address, "--lease-seconds",
-                       str(lease_seconds), *self.models]
+                       str(lease_seconds), *extra, *self.models]
         self.service = ServiceProcess(root / "spool", [
             "--workers", "0", "--stable-seconds", "0.5", "--payload-port", str(self.payload_port), "--http-port",
             str(self.http_port), *self.common], environment={"MEDCAM_WORKER_TOKENS": TOKEN})
@@ -85,6 +88,7 @@ class Deployment:
         return self
 
     def worker(self, name: str, models: list[str] | None = None) -> WorkerProcess:
+        """A worker process with the common settings (``models`` replaces the model descriptions)."""
         args = ["--serve-url", f"http://127.0.0.1:{self.payload_port}", "--workers", "1", "--threads", "1",
                 *self.common]
         if models is not None:
@@ -172,6 +176,58 @@ def test_a_worker_whose_explaining_raises_fails_the_job_and_keeps_working(deploy
         assert record["worker"] == "gamma" and record["leases"] == 1
     assert worker.alive()
     assert not node.pacs.received
+
+
+def test_a_remote_worker_retries_a_destination_that_is_down_then_delivers_once(deployment):
+    """The PACS is down: the worker's sends fail, the job goes back to the queue with backoff (state
+    `sending`, its results kept on the serve node), and once the PACS is up a worker delivers it, once."""
+    node = deployment(pacs_up=False, extra=("--send-retries", "8", "--send-backoff-seconds", "0.5"))
+    node.worker("zeta")
+    studies = node.send(1)
+    (record,) = wait_until(lambda: [j for j in jobs(node.service.spool) if j["attempts"] >= 2], timeout=120,
+                           what="failed sending attempts")
+    assert record["state"] == "sending" and "cannot reach" in record["errors"][0]
+    results = node.service.spool / "jobs" / record["job_id"] / "results"
+    assert len(list(results.rglob("*.dcm"))) == 3 == len(record["results"])  # SEG, SC, SR kept on the node
+    node.pacs.start()
+    assert_delivered_exactly_once(node.pacs, studies)
+    wait_until(lambda: states(node.service.spool) == ["delivered"], what="the delivery recorded")
+    (record,) = jobs(node.service.spool)
+    assert record["leases"] >= 3  # each retry is a new lease, by the same or another worker
+
+
+def test_a_job_leased_too_often_is_failed_not_passed_around(tmp_path):
+    """In-process channel: each `start` under a new lease counts; past max_leases the job is failed with the
+    reason, the node is told, and a failed job refuses further state changes."""
+    redis = RedisServer().start()
+    api = None
+    try:
+        spool = Spool(tmp_path / "spool")
+        store = JobStore(spool)
+        job = spool.new_job_id()
+        store.create("1.2.3.4", job, 1)
+        (spool.job_dir(job) / "input").mkdir()
+        queue = LeaseQueue(redis.url, lease_seconds=30)
+        changed: list[str] = []
+        api = WorkApi(store, queue, (TOKEN,), Metrics(), max_leases=2,
+                      on_state=lambda record, state: changed.append(state)).start("127.0.0.1", 0)
+        client = WorkApiClient(f"http://127.0.0.1:{api.address[1]}", TOKEN, "w", retry_seconds=0)
+        for expected in ("queued", "queued", "failed"):
+            queue.enqueue(job)
+            lease = queue.claim("w")
+            record, sent = client.start(job, lease.token)
+            assert record.state == expected and sent == set()
+            queue.release(lease)
+        assert record.leases == 3 and "given up after 2 leases" in record.errors[-1] and changed == ["failed"]
+        queue.enqueue(job)
+        lease = queue.claim("w")
+        with pytest.raises(LeaseLost, match="already failed"):
+            client.update(job, lease.token, state="running")
+        assert store.load(job).state == "failed"
+    finally:
+        if api is not None:
+            api.stop()
+        redis.stop()
 
 
 def test_redis_restarted_while_jobs_wait_loses_no_job(deployment):
