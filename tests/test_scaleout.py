@@ -219,6 +219,17 @@ def test_a_job_leased_too_often_is_failed_not_passed_around(tmp_path):
             assert record.state == expected and sent == set()
             queue.release(lease)
         assert record.leases == 3 and "given up after 2 leases" in record.errors[-1] and changed == ["failed"]
+        # a lease that ended in a failed sending attempt (handed back with backoff) does not count
+        other = spool.new_job_id()
+        store.create("1.2.3.5", other, 1)
+        for attempts in (0, 1, 2):
+            record = store.load(other)
+            record.attempts = attempts
+            store.save(record)
+            queue.enqueue(other)
+            lease = queue.claim("w")
+            assert client.start(other, lease.token)[0].state == "queued"
+            queue.release(lease)
         queue.enqueue(job)
         lease = queue.claim("w")
         with pytest.raises(LeaseLost, match="already failed"):

@@ -74,7 +74,8 @@ class ServiceConfig:
         worker_token: worker: its token (one of the serve node's ``worker_tokens``).
         worker_name: worker: its name in ``status`` and the logs (default ``host-pid``).
         lease_seconds: how long a worker's claim on a job lives without renewal (it renews every third).
-        max_leases: a job leased this many times without finishing (its workers died) is failed.
+        max_leases: a job leased this many times without finishing (its workers died; leases handed back
+            after a failed send do not count) is failed.
     """
 
     ae_title: str = "MEDCAM"

@@ -108,16 +108,19 @@ class WorkApi:
 
     # ------------------------------------------------------------------ the routes
     def start_job(self, job_id: str, worker: str) -> dict[str, Any]:
-        """Count a new lease on the job; a job leased more than ``max_leases`` times (its workers died or
-        lost it each time: a study that kills workers, say) is failed instead of handed out again."""
+        """Count a new lease on the job. Leases that ended with a failed sending attempt (the worker put the
+        job back with a backoff: ``attempts``) are accounted for; a job whose other leases number more than
+        ``max_leases`` (its workers died or lost it each time: a study that kills workers, say) is failed
+        instead of handed out again."""
         with self._record_lock:
             record = self.store.load(job_id)
             if record.state not in TERMINAL:
                 record.leases += 1
                 record.worker = worker
-                if record.leases > 1:
+                lost = record.leases - record.attempts  # this lease included
+                if lost > 1:
                     self.metrics.inc("medcam_jobs_released_total", help="jobs leased again after a lease expired")
-                if record.leases > self.max_leases:
+                if lost > self.max_leases:
                     record.errors.append(f"given up after {self.max_leases} leases: each worker died or lost it")
                     record.state = "failed"
                     self.store.save(record)
