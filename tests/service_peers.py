@@ -116,6 +116,16 @@ class Pacs:
         return f"{self.ae_title}@127.0.0.1:{self.port}"
 
 
+def terminate(process: subprocess.Popen, timeout: float = 60.0) -> int:
+    """SIGTERM (a graceful stop), then SIGKILL after ``timeout`` seconds; the exit status."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
 class RedisServer:
     """``redis-server`` on a free loopback port, ready once it answers PING; no persistence."""
 
@@ -189,12 +199,7 @@ class WorkerProcess:
     def stop(self, timeout: float = 60.0) -> int | None:
         if not self.alive():
             return self.process.returncode if self.process else None
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return terminate(self.process, timeout)
 
 
 class ServiceProcess:
@@ -236,12 +241,7 @@ class ServiceProcess:
     def stop(self, timeout: float = 60.0) -> int:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return terminate(self.process, timeout)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
