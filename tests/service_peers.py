@@ -126,6 +126,21 @@ def terminate(process: subprocess.Popen, timeout: float = 60.0) -> int:
         return process.wait()
 
 
+def stop_together(processes: list[subprocess.Popen | None], timeout: float = 60.0) -> None:
+    """SIGTERM every running process at once, then wait for each (SIGKILL after ``timeout``): graceful
+    stops overlap instead of adding up."""
+    running = [p for p in processes if p is not None and p.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class RedisServer:
     """``redis-server`` on a free loopback port, ready once it answers PING; no persistence."""
 

@@ -33,6 +33,7 @@ from tests.service_peers import (
     WorkerProcess,
     free_port,
     make_certificates,
+    stop_together,
     store,
     wait_until,
     write_fast_models,
@@ -104,9 +105,7 @@ class Deployment:
         return [str(d.StudyInstanceUID) for d in studies]
 
     def close(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.service.stop()
+        stop_together([worker.process for worker in self.workers] + [self.service.process])
         self.pacs.stop()
         self.redis.stop()
 
