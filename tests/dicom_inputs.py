@@ -112,32 +112,6 @@ def pixelmed_sr_reports(paths: list[Path]) -> dict[Path, list[str]]:
     return reports
 
 
-def sr_content_signature(path: Path) -> tuple:
-    """What pixelmed's template check of an SR depends on: its character set and its content tree (each
-    item's depth, relationship, value type, concept name and coded value), without numbers, UIDs or text.
-    Two SRs with the same signature meet the same template rules; dciodvfy checks every SR's values."""
-    dataset = pydicom.dcmread(path, stop_before_pixels=True)
-    items: list[tuple] = []
-
-    def walk(content, depth: int) -> None:
-        for item in content:
-            name = item.ConceptNameCodeSequence[0] if "ConceptNameCodeSequence" in item else None
-            code = item.ConceptCodeSequence[0] if "ConceptCodeSequence" in item else None
-            items.append((depth, item.get("RelationshipType", ""), item.get("ValueType", ""),
-                          _code(name), _code(code)))
-            walk(item.get("ContentSequence", []), depth + 1)
-
-    walk([dataset], 0)
-    return str(dataset.get("SpecificCharacterSet", "")), tuple(items)
-
-
-def _code(item) -> tuple | None:
-    if item is None:
-        return None
-    value = item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")
-    return item.get("CodingSchemeDesignator"), value
-
-
 def dciodvfy_errors(path: Path) -> list[str]:
     """The "Error" lines dicom3tools' dciodvfy reports for one DICOM file."""
     assert shutil.which("dciodvfy"), "dicom3tools missing: scripts/install-system.sh installs it"

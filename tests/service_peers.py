@@ -116,16 +116,6 @@ class Pacs:
         return f"{self.ae_title}@127.0.0.1:{self.port}"
 
 
-def terminate(process: subprocess.Popen, timeout: float = 60.0) -> int:
-    """SIGTERM (a graceful stop), then SIGKILL after ``timeout`` seconds; the exit status."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
-
-
 def stop_together(processes: list[subprocess.Popen | None], timeout: float = 60.0) -> None:
     """SIGTERM every running process at once, then wait for each (SIGKILL after ``timeout``): graceful
     stops overlap instead of adding up."""
@@ -139,6 +129,12 @@ def stop_together(processes: list[subprocess.Popen | None], timeout: float = 60.
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def terminate(process: subprocess.Popen, timeout: float = 60.0) -> int:
+    """SIGTERM (a graceful stop), then SIGKILL after ``timeout`` seconds; the exit status."""
+    stop_together([process], timeout)
+    return process.returncode
 
 
 class RedisServer:

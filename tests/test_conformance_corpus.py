@@ -4,7 +4,7 @@ bundled test data and of pydicom-data, Secondary Captures made by dcmtk's img2dc
 streams, memory bombs). Each series is explained or refused with a reason naming the file (and, where a
 header is at fault, the tag), never an unexpected error, and no file stops the batch; the results are
 validated: dciodvfy on every SEG and SR and a sample of the SCs, highdicom and dcmqi on every SEG, pixelmed
-on one SR of each content signature."""
+on a sample of the SRs."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import pydicom.data
 import pytest
 
 from medcam_dicom.cli import main
-from tests.dicom_inputs import dciodvfy_errors, pixelmed_sr_reports, sr_content_signature
+from tests.dicom_inputs import dciodvfy_errors, pixelmed_sr_reports
 from tests.hostile_files import img2dcm_files, write_hostile_files
 
 BUNDLED = Path(os.path.dirname(pydicom.data.__file__))
@@ -153,18 +153,11 @@ def test_every_seg_is_read_by_highdicom_and_converted_by_dcmqi(corpus, tmp_path)
         assert run.returncode == 0, (path, run.stdout[-500:] + run.stderr[-500:])
 
 
-def test_every_kind_of_sr_passes_pixelmeds_validator(corpus):
-    """One SR of each content signature (character set and content tree: what pixelmed's template check
-    sees; dciodvfy checks every SR's values above) through pixelmed in one JVM: about 2.5 s per SR there,
-    and the corpus's 68 SRs hold about 27 signatures."""
+def test_every_sr_passes_pixelmeds_validator(corpus):
+    """Every SR through pixelmed in one JVM (about 2.5 s per SR there; a JVM per file costs ~10 s each)."""
     out, _, _ = corpus
     reports = _outputs(out, "SR")
     assert len(reports) >= 65
-    kinds: dict[tuple, Path] = {}
-    for path in reports:
-        kinds.setdefault(sr_content_signature(path), path)
-    assert len(kinds) >= 20  # decisions, class counts, evaluations and character sets all vary
-    assert len({charset for charset, _ in kinds}) >= 6
-    for path, lines in pixelmed_sr_reports(list(kinds.values())).items():
+    for path, lines in pixelmed_sr_reports(reports).items():
         errors = [line for line in lines if line.startswith("Error")]
         assert not errors, (path, errors)
