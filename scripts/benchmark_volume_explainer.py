@@ -6,7 +6,8 @@ Held-out: the benchmark's test seed, which neither the classifier (training/vali
 explainer (its own seed, validated on the validation seed) saw. Per volume: decision kept on the evidence,
 and on the volumes called "lesion": precision (share of the mask on the planted lesion), IoU, area, seconds.
 
-    python scripts/benchmark_volume_explainer.py --volumes 24 [--explainer path.pt] [--json out.json]
+    python scripts/benchmark_volume_explainer.py --volumes 24 [--explainer path.pt] [--classifier path.pt]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from medcam_dicom.benchmark.metrics import iou, precision
 from medcam_dicom.benchmark.training import TEST_SEED
 from medcam_dicom.data.synthetic import generate
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, RISESaliency, explain_at_area
-from medcam_dicom.models.demo import demo_explainer_path, load_demo_classifier
+from medcam_dicom.models.demo import TrainedClassifier, demo_explainer_path, load_demo_classifier
 
 
 def row(explanation, truth: torch.Tensor) -> dict:
@@ -37,12 +38,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--volumes", type=int, default=24)
     parser.add_argument("--explainer", type=Path, default=demo_explainer_path("ct3d"))
+    parser.add_argument("--classifier", type=Path, help="a ct3d classifier checkpoint (default: the shipped one)")
     parser.add_argument("--methods", nargs="+", default=["gradcam", "occlusion", "rise"],
                         choices=["gradcam", "occlusion", "rise"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.manual_seed(0)
-    classifier = load_demo_classifier("ct3d")
+    classifier = TrainedClassifier.load(args.classifier) if args.classifier else load_demo_classifier("ct3d")
     network = classifier.network
     explainer = AmortizedMedCAM.load(args.explainer, network)
     test = generate("ct3d", args.volumes, seed=TEST_SEED)

@@ -4,6 +4,12 @@
     python scripts/train_demo_models.py --datasets ct   # one dataset
     python scripts/train_demo_models.py --explainers --datasets ct mr fundus histology
                                                         # the amortised explainers of the shipped classifiers
+    python scripts/train_demo_models.py --datasets ct3d --start-from medcam_dicom/models/demo/ct3d-resnet18-small.pt \
+        --epochs 4 --train-images 1500 --masking 0.5 --learning-rate 5e-4 --seed 1 --out runs/ct3d-masking.pt
+                                                        # fine-tune a classifier with masking (docs/benchmark.md, 3D)
+    python scripts/train_demo_models.py --explainers --datasets ct3d --classifier runs/ct3d-masking.pt \
+        --train-images 512 --epochs 6 --batch-size 8 --validation-images 64 --weight act=0 --weight area=300 \
+        --out runs/ct3d-masking-explainer.pt        # an explainer for another classifier, other loss weights
 
 Rerunning it reproduces the shipped checkpoints (seeded data, seeded initialisation, CPU). The 2D
 classifiers see half of each batch masked (see ``masking_augmentation``); the 3D one is trained without:
@@ -13,9 +19,11 @@ with masking it had reached only 0.66 validation accuracy after 7 of 10 epochs o
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from medcam_dicom.benchmark.names import DATASETS
 from medcam_dicom.benchmark.training import train_classifier, train_explainer
+from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path, demo_explainer_path
 
 # per dataset: (epochs, training images per epoch, fraction of each batch shown masked)
@@ -38,28 +46,51 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--train-images", type=int, help="override the recipe's images per epoch")
     parser.add_argument("--masking", type=float, help="override the recipe's masked fraction of a batch")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--start-from", type=Path,
+                        help="fine-tune this classifier checkpoint (its network and normalisation) instead of "
+                             "training from scratch")
+    parser.add_argument("--out", type=Path, help="write the classifier (or explainer) here instead of over the "
+                                                 "shipped one (one dataset only)")
     parser.add_argument("--explainers", action="store_true",
                         help="train the amortised explainers of the shipped classifiers instead")
+    parser.add_argument("--classifier", type=Path, help="with --explainers: explain this classifier checkpoint")
+    parser.add_argument("--weight", action="append", default=[], metavar="NAME=VALUE",
+                        help="with --explainers: a loss weight (e.g. act=0, area=300)")
+    parser.add_argument("--batch-size", type=int, default=16, help="with --explainers")
+    parser.add_argument("--validation-images", type=int, default=64, help="with --explainers")
     args = parser.parse_args()
+    if (args.out or args.start_from or args.classifier) and len(args.datasets) != 1:
+        parser.error("--out, --start-from and --classifier take one dataset")
     if args.explainers:
+        weights = {name: float(value) for name, _, value in (item.partition("=") for item in args.weight)}
         for dataset in args.datasets:
-            classifier = TrainedClassifier.load(demo_checkpoint_path(dataset, args.arch))
+            classifier = TrainedClassifier.load(args.classifier or demo_checkpoint_path(dataset, args.arch))
             explainer = train_explainer(classifier, epochs=args.epochs or EXPLAINER_EPOCHS,
-                                        train_images=args.train_images or EXPLAINER_IMAGES)
-            explainer.save(demo_explainer_path(dataset))
+                                        train_images=args.train_images or EXPLAINER_IMAGES,
+                                        batch_size=args.batch_size, validation_images=args.validation_images,
+                                        config=MedCAMConfig(weights=weights) if weights else None)
+            path = args.out or demo_explainer_path(dataset)
+            explainer.save(path)
             best = next(row for row in reversed(explainer.history) if row.get("best"))
-            print(f"{dataset} explainer: validation {best} -> {demo_explainer_path(dataset)}")
+            print(f"{dataset} explainer: validation {best} -> {path}")
         return
     for dataset in args.datasets:
         epochs, images, masking = RECIPES[dataset]
+        start = TrainedClassifier.load(args.start_from) if args.start_from else None
         model = train_classifier(
             dataset,
-            arch=args.arch,
+            arch=start.arch if start else args.arch,
             epochs=args.epochs or epochs,
             train_images=args.train_images or images,
             masking=masking if args.masking is None else args.masking,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            network=start.network if start else None,
+            normalisation=(start.mean, start.std) if start else None,
         )
-        path = demo_checkpoint_path(dataset, args.arch)
+        path = args.out or demo_checkpoint_path(dataset, args.arch)
         model.save(path)
         print(f"{dataset}: validation accuracy {model.metrics['validation_accuracy']:.3f} -> {path}")
 
