@@ -8,8 +8,8 @@
         --epochs 4 --train-images 1500 --masking 0.5 --learning-rate 5e-4 --seed 1 --out runs/ct3d-masking.pt
                                                         # fine-tune a classifier with masking (docs/benchmark.md, 3D)
     python scripts/train_demo_models.py --explainers --datasets ct3d --classifier runs/ct3d-masking.pt \
-        --train-images 512 --epochs 6 --batch-size 8 --validation-images 64 --weight act=0 --weight area=300 \
-        --out runs/ct3d-masking-explainer.pt        # an explainer for another classifier, other loss weights
+        --train-images 512 --epochs 6 --batch-size 8 --validation-images 64 --set weights.act=0 \
+        --set weights.area=300 --out runs/ct3d-masking-explainer.pt   # another classifier, other loss weights
 
 Rerunning it reproduces the shipped checkpoints (seeded data, seeded initialisation, CPU). The 2D
 classifiers see half of each batch masked (see ``masking_augmentation``); the 3D one is trained without:
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from medcam_dicom.benchmark.names import DATASETS
 from medcam_dicom.benchmark.training import train_classifier, train_explainer
-from medcam_dicom.explain.config import MedCAMConfig
+from medcam_dicom.cli import _config as medcam_config  # the parser of `medcam-dicom ... --set`
 from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path, demo_explainer_path
 
 # per dataset: (epochs, training images per epoch, fraction of each batch shown masked)
@@ -58,24 +58,22 @@ def main() -> None:
     parser.add_argument("--explainers", action="store_true",
                         help="train the amortised explainers of the shipped classifiers instead")
     parser.add_argument("--classifier", type=Path, help="with --explainers: explain this classifier checkpoint")
-    parser.add_argument("--weight", action="append", default=[], metavar="NAME=VALUE",
-                        help="with --explainers: a loss weight (e.g. act=0, area=300)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="with --explainers: a MedCAMConfig setting, as in `medcam-dicom benchmark --set` "
+                             "(e.g. weights.act=0, weights.area=300)")
     parser.add_argument("--batch-size", type=int, default=16, help="with --explainers")
     parser.add_argument("--validation-images", type=int, default=64, help="with --explainers")
     args = parser.parse_args()
     if (args.out or args.start_from or args.classifier) and len(args.datasets) != 1:
         parser.error("--out, --start-from and --classifier take one dataset")
     if args.explainers:
-        try:
-            weights = {name: float(value) for name, _, value in (item.partition("=") for item in args.weight)}
-        except ValueError:
-            parser.error(f"--weight takes NAME=NUMBER, got {args.weight}")
+        config = medcam_config(argparse.Namespace(set=args.set)) if args.set else None
         for dataset in args.datasets:
             classifier = TrainedClassifier.load(args.classifier or demo_checkpoint_path(dataset, args.arch))
             explainer = train_explainer(classifier, epochs=args.epochs or EXPLAINER_EPOCHS,
                                         train_images=args.train_images or EXPLAINER_IMAGES,
                                         batch_size=args.batch_size, validation_images=args.validation_images,
-                                        config=MedCAMConfig(weights=weights) if weights else None)
+                                        config=config)
             path = args.out or demo_explainer_path(dataset)
             explainer.save(path)
             best = next(row for row in reversed(explainer.history) if row.get("best"))
