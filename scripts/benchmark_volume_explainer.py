@@ -7,7 +7,10 @@ explainer (its own seed, validated on the validation seed) saw. Per volume: deci
 and on the volumes called "lesion": precision (share of the mask on the planted lesion), IoU, area, seconds.
 
     python scripts/benchmark_volume_explainer.py --volumes 24 [--explainer path.pt] [--classifier path.pt]
-        [--json out.json]
+        [--prune decision] [--seed validation] [--json out.json]
+
+``--prune``: also the amortised masks pruned as ``AmortizedMedCAM.explain(prune=...)`` does (the row the
+baselines are then cut to). ``--seed validation``: the validation volumes instead (to choose settings on).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from tqdm.auto import tqdm
 
 from medcam_dicom import AmortizedMedCAM
 from medcam_dicom.benchmark.metrics import iou, precision
-from medcam_dicom.benchmark.training import TEST_SEED
+from medcam_dicom.benchmark.training import TEST_SEED, VALIDATION_SEED
 from medcam_dicom.data.synthetic import generate
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, RISESaliency, explain_at_area
+from medcam_dicom.explain.config import PRUNE_CRITERIA
 from medcam_dicom.models.demo import TrainedClassifier, demo_explainer_path, load_demo_classifier
 
 
@@ -41,35 +45,42 @@ def main() -> None:
     parser.add_argument("--classifier", type=Path, help="a ct3d classifier checkpoint (default: the shipped one)")
     parser.add_argument("--methods", nargs="+", default=["gradcam", "occlusion", "rise"],
                         choices=["gradcam", "occlusion", "rise"])
+    parser.add_argument("--prune", default="none", choices=PRUNE_CRITERIA)
+    parser.add_argument("--seed", default="test", choices=["test", "validation"],
+                        help="held-out test volumes (default) or the validation volumes")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.manual_seed(0)
     classifier = TrainedClassifier.load(args.classifier) if args.classifier else load_demo_classifier("ct3d")
     network = classifier.network
     explainer = AmortizedMedCAM.load(args.explainer, network)
-    test = generate("ct3d", args.volumes, seed=TEST_SEED)
+    test = generate("ct3d", args.volumes, seed=TEST_SEED if args.seed == "test" else VALIDATION_SEED)
     rankers = {"gradcam": GradCAMSaliency(network), "occlusion": OcclusionSaliency(network),
                "rise": RISESaliency(network)}
     kept_all: list[bool] = []
-    rows: dict[str, list[dict]] = {"amortised": [], "amortised+refine": [], **{m: [] for m in args.methods}}
+    final = "amortised+refine" if args.prune == "none" else f"amortised+refine+prune {args.prune}"
+    rows: dict[str, list[dict]] = {name: [] for name in ("amortised", "amortised+refine", final, *args.methods)}
     for index in tqdm(range(len(test)), desc="held-out volumes", unit="volume"):
         image, truth = classifier.preprocess(test.images[index]), test.lesions[index].bool()
         if truth.dim() == image.dim():
             truth = truth[0]
         plain = explainer.explain(image, refine_steps=0)
         refined = explainer.explain(image, refine_steps="auto")
-        kept_all.append(bool(refined.faithful))
-        if refined.target != 1 or not truth.any():
+        shown = refined if args.prune == "none" else explainer.explain(image, refine_steps="auto", prune=args.prune)
+        kept_all.append(bool(shown.faithful))
+        if shown.target != 1 or not truth.any():
             continue
         rows["amortised"].append(row(plain, truth))
         rows["amortised+refine"].append(row(refined, truth))
+        if shown is not refined:
+            rows[final].append(row(shown, truth))
         baseline = explainer.medcam.baseline(image)
         for name in args.methods:
-            at_area, _ = explain_at_area(rankers[name], network, image, refined.area_fraction, baseline, 1)
+            at_area, _ = explain_at_area(rankers[name], network, image, shown.area_fraction, baseline, 1)
             rows[name].append(row(at_area, truth))
     count = len(rows["amortised"])
-    print(f"decision kept (amortised+refine, all {len(kept_all)} volumes): {100 * sum(kept_all) / len(kept_all):.1f} %")
-    print(f"\non the {count} held-out volumes called 'lesion' (baselines cut to amortised+refine's area per volume):")
+    print(f"decision kept ({final}, all {len(kept_all)} volumes): {100 * sum(kept_all) / len(kept_all):.1f} %")
+    print(f"\non the {count} {args.seed} volumes called 'lesion' (baselines cut to {final}'s area per volume):")
     print("| method | decision kept % | precision | IoU | area | s/volume |")
     print("|---|---|---|---|---|---|")
     summary = {}

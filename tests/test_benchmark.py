@@ -153,6 +153,9 @@ def test_demo_command_writes_pictures_and_summary(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary[0]["dataset"] == "ct3d" and summary[0]["true_class"] == "lesion"
     assert (out / "ct3d-1.png").is_file() and (out / "ct3d-1.pt").is_file()
+    # a volume goes through the demo-ct3d description's explainer: amortised, pruned, on the lesion
+    assert summary[0]["method"].startswith("amortized") and summary[0]["faithful"]
+    assert summary[0]["iou_with_lesion"] > 0.2, summary[0]
 
 
 def test_cli_rejects_bad_arguments(capsys):

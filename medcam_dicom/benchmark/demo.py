@@ -16,9 +16,12 @@ from medcam_dicom.benchmark.names import DATASETS
 from medcam_dicom.benchmark.run import _display
 from medcam_dicom.benchmark.training import TEST_SEED
 from medcam_dicom.data.synthetic import generate
+from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.medcam import MedCAM
-from medcam_dicom.models.demo import load_demo_classifier
+from medcam_dicom.models.demo import TrainedClassifier, demo_explainer_path, load_demo_classifier
+from medcam_dicom.models.description import load_description
+from medcam_dicom.models.loading import RefiningExplainer
 
 
 def _overlay_png(picture: np.ndarray, mask: np.ndarray, title: str, path: Path) -> None:
@@ -42,6 +45,17 @@ def _overlay_png(picture: np.ndarray, mask: np.ndarray, title: str, path: Path) 
     plt.close(figure)
 
 
+def demo_explainer(dataset: str, classifier: TrainedClassifier, config: MedCAMConfig | None) -> Any:
+    """Per-image Med-CAM for the 2D demo classifiers (the paper's method, seconds per image); for a volume
+    classifier the explainer of its ``demo-<dataset>`` description (the shipped amortised one, refined and
+    pruned as the DICOM path does it): per-image Med-CAM takes minutes per volume on CPU."""
+    if classifier.spatial_dims == 3 and demo_explainer_path(dataset).is_file():
+        spec = load_description(f"demo-{dataset}").explainer
+        amortized = AmortizedMedCAM.load(demo_explainer_path(dataset), classifier.network)
+        return RefiningExplainer(amortized, spec.refine, spec.prune)
+    return MedCAM(classifier.network, config=config)
+
+
 def run_demo(
     out_dir: str | Path = "medcam-demo-output",
     datasets: tuple[str, ...] = DATASETS,
@@ -50,7 +64,8 @@ def run_demo(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Explain ``per_dataset`` test images of each dataset, a lesion image first, then a normal one,
-    and so on; writes one PNG per image and ``summary.json`` into ``out_dir``; returns the summary rows."""
+    and so on (with :func:`demo_explainer`); writes one PNG per image and ``summary.json`` into ``out_dir``;
+    returns the summary rows."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     order = [index ^ 1 for index in range(per_dataset)]  # 1, 0, 3, 2, ...: generated images alternate 0, 1
@@ -60,7 +75,7 @@ def run_demo(
     for dataset, index in tqdm(jobs, desc="Med-CAM demo", unit="image", disable=not progress):
         if dataset not in loaded:
             classifier = load_demo_classifier(dataset)
-            loaded[dataset] = (classifier, MedCAM(classifier.network, config=config),
+            loaded[dataset] = (classifier, demo_explainer(dataset, classifier, config),
                                generate(dataset, max(order) + 1, seed=TEST_SEED))
         classifier, explainer, test = loaded[dataset]
         explanation = explainer.explain(classifier.preprocess(test.images[index]))

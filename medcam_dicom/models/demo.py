@@ -91,6 +91,13 @@ def demo_checkpoint_path(dataset: str, arch: str = "resnet18-small") -> Path:
     return DEMO_DIR / f"{dataset}-{arch}.pt"
 
 
+def demo_plain_checkpoint_path(dataset: str, arch: str = "resnet18-small") -> Path:
+    """Where the plain-trained classifier of a demo dataset lies when the demo classifier was fine-tuned
+    from it with masking (``ct3d``: from scratch with masking it had not learned in the time tried); it
+    ships too, as the classifier a user would have trained."""
+    return DEMO_DIR / f"{dataset}-{arch}-plain.pt"
+
+
 def demo_explainer_path(dataset: str) -> Path:
     """Where the shipped amortised explainer of a demo classifier lies (``scripts/train_demo_models.py
     --explainers`` writes it)."""

@@ -23,7 +23,8 @@ A description is a YAML or JSON file::
     medcam: {max_steps: 300}           # MedCAMConfig overrides
     explainer: {amortized: demo, refine: auto}   # optional: a trained AmortizedMedCAM checkpoint (a
                                        # path, or "demo" for the shipped one of a demo classifier);
-                                       # refine: auto | steps | 0. Without it: per-image Med-CAM
+                                       # refine: auto | steps | 0; prune: none | decision | preserved
+                                       # (default none). Without it: per-image Med-CAM
     max_pixels: 268435456              # larger series are refused (default: 1,024 slices of 512 x 512)
 
 Relative paths are resolved against the description file's folder. The shipped descriptions (``demo-ct``,
@@ -41,7 +42,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from medcam_dicom.explain.config import LossWeights, MedCAMConfig
+from medcam_dicom.explain.config import PRUNE_CRITERIA, LossWeights, MedCAMConfig
 from medcam_dicom.models.input_spec import InputSpec, IntensitySpec
 
 DESCRIPTIONS_DIR = Path(__file__).resolve().parent / "descriptions"
@@ -100,11 +101,14 @@ class ExplainerSpec:
     """How masks are made: ``per_image`` Med-CAM (a U-Net optimised for every image), or ``amortized``:
     the :class:`~medcam_dicom.AmortizedMedCAM` checkpoint at ``checkpoint`` (``"demo"`` = the one shipped
     with a demo classifier), refining unfaithful masks for up to ``refine`` steps (``"auto"`` =
-    the level search and ``medcam.min_steps`` polishing steps, see :meth:`AmortizedMedCAM.explain`)."""
+    the level search and ``medcam.min_steps`` polishing steps, see :meth:`AmortizedMedCAM.explain`) and
+    cutting faithful masks to their smallest level passing ``prune`` (``"none"``, ``"decision"`` or
+    ``"preserved"``; the per-image explainer prunes by ``medcam.prune`` instead)."""
 
     kind: str = "per_image"
     checkpoint: str | None = None
     refine: int | str = "auto"
+    prune: str = "none"
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,7 @@ class ModelDescription:
         them: :class:`~medcam_dicom.models.loading.LoadedModel` adds the weights' content for result UIDs."""
         identity = repr((self.name, self.version, self.classifier_kind, self.input, self.mode, self.class_names,
                          self.layers, self.explain, self.medcam, self.explainer.kind, self.explainer.refine,
-                         self.findings))
+                         self.findings) + ((self.explainer.prune,) if self.explainer.prune != "none" else ()))
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     def with_medcam(self, **overrides: Any) -> ModelDescription:
@@ -293,7 +297,7 @@ def parse_description(raw: Mapping[str, Any], source: str = "<mapping>", base: P
 
 
 def _explainer_spec(raw: Mapping[str, Any], source: str, base: Path | None) -> ExplainerSpec:
-    section = _section(raw, "explainer", source, {"per_image", "amortized", "refine"})
+    section = _section(raw, "explainer", source, {"per_image", "amortized", "refine", "prune"})
     if not section:
         return ExplainerSpec()
     kinds = [k for k in EXPLAINER_KINDS if k in section]
@@ -304,12 +308,20 @@ def _explainer_spec(raw: Mapping[str, Any], source: str, base: Path | None) -> E
         raise ModelDescriptionError(
             source, f"'explainer.refine' must be auto or a number of steps >= 0, got {refine!r}"
         )
+    prune = section.get("prune", "none")
+    if prune not in PRUNE_CRITERIA:
+        raise ModelDescriptionError(
+            source, f"'explainer.prune' must be one of {', '.join(PRUNE_CRITERIA)}, got {prune!r}"
+        )
     if kinds[0] == "per_image":
+        if prune != "none":
+            raise ModelDescriptionError(source, "'explainer.prune' applies to amortized; per-image Med-CAM "
+                                                "prunes by 'medcam: {prune: ...}'")
         return ExplainerSpec("per_image", None, refine)
     checkpoint = str(section["amortized"])
     if checkpoint != "demo" and base is not None and not Path(checkpoint).is_absolute():
         checkpoint = str((base / checkpoint).resolve())
-    return ExplainerSpec("amortized", checkpoint, refine)
+    return ExplainerSpec("amortized", checkpoint, refine, prune)
 
 
 def load_description(path_or_name: str | Path) -> ModelDescription:

@@ -43,15 +43,16 @@ class ScriptedClassifier(nn.Module):
 
 @dataclass
 class RefiningExplainer:
-    """An amortised explainer with the description's refinement budget: ``explain(image, target)``
-    like :class:`MedCAM`, so the DICOM path does not care which kind it has."""
+    """An amortised explainer with the description's refinement budget and pruning:
+    ``explain(image, target)`` like :class:`MedCAM`, so the DICOM path does not care which kind it has."""
 
     amortized: AmortizedMedCAM
     refine_steps: int | str = "auto"
+    prune: str = "none"
 
     def explain(self, image: torch.Tensor, target: int | None = None) -> Explanation:
-        """One forward pass, the verification re-run, and refinement when the mask is not faithful."""
-        return self.amortized.explain(image, target, refine_steps=self.refine_steps)
+        """One forward pass, the verification re-run, refinement when the mask is not faithful, pruning."""
+        return self.amortized.explain(image, target, refine_steps=self.refine_steps, prune=self.prune)
 
 
 @dataclass
@@ -81,7 +82,8 @@ class LoadedModel:
     def explainer(self) -> MedCAM | RefiningExplainer:
         """The description's explainer: per-image Med-CAM, or the amortised one with refinement."""
         if self.amortized is not None:
-            return RefiningExplainer(self.amortized, self.description.explainer.refine)
+            spec = self.description.explainer
+            return RefiningExplainer(self.amortized, spec.refine, spec.prune)
         return MedCAM(self.network, layers=self.layers, config=self.description.medcam, device=self.device)
 
     def class_index(self, name: str) -> int:
