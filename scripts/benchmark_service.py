@@ -11,9 +11,13 @@
    process takes jobs from the same spool's queue with its share of the cores, `--threads`), against 2 worker
    threads in one process and one process with one torch thread; `--worker-model` picks the description
    (a per-image one shows the explaining itself).
+5. A clinical-size CT series (200 x 512^2, real CT anatomy with a planted finding) through the node with the
+   3D model `demo-ct3d`: seconds to send it, from the last C-STORE to the SEG and to the SR at the PACS, the
+   evidence's overlap with the planted finding (from the SEG the PACS received) and the node's peak RSS.
 
     python scripts/benchmark_service.py --slices 200 --max-steps 300
     python scripts/benchmark_service.py --only-worker-processes --studies 24   # part 4 alone
+    python scripts/benchmark_service.py --only-volume                          # part 5 alone
 """
 
 from __future__ import annotations
@@ -239,6 +243,49 @@ def jobs_per_minute_processes(root: Path, studies: int, processes: int, threads:
         pacs.stop()
 
 
+def volume_through_node(root: Path, slices: int = 200, size: int = 512, stable_seconds: float = 1.0) -> dict:
+    """Part 5: a CT series of ``slices`` x ``size``^2 (:func:`write_ct_volume_series`) sent to ``serve --model
+    demo-ct3d``; figures in seconds from the last C-STORE (the node's ``--stable-seconds`` wait included)."""
+    from medcam_dicom.dicom.examples import write_ct_volume_series
+
+    paths, finding = write_ct_volume_series(root / "volume", slices=slices, size=size)
+    positions = [float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]) for p in paths]
+    pacs = Pacs().start()
+    service = ServiceProcess(root / "volume-spool", ["--destination", pacs.address, "--stable-seconds",
+                                                     str(stable_seconds), "--workers", "1", "--model", "demo-ct3d",
+                                                     "--max-study-bytes", str(2**33)]).start()
+    figures: dict = {"slices": slices, "size": size, "stable_seconds": stable_seconds}
+    try:
+        figures["send_s"] = send(service.port, "MEDCAM", paths)
+        done = time.perf_counter()
+        while "sr_s" not in figures:
+            modalities = {d.Modality for d in list(pacs.received)}
+            if "SEG" in modalities and "seg_s" not in figures:
+                figures["seg_s"] = time.perf_counter() - done
+            if "SR" in modalities:
+                figures["sr_s"] = time.perf_counter() - done
+            if time.perf_counter() - done > 600:
+                raise RuntimeError(f"no SR after 10 minutes; see {service.log_path}")
+            time.sleep(0.02)
+        status = Path(f"/proc/{service.process.pid}/status").read_text()
+        figures["node_peak_rss_gib"] = int(status.split("VmHWM:")[1].split()[0]) / 2**20
+        (seg,) = [d for d in pacs.received if d.Modality == "SEG"]
+        figures["seg_frames"] = int(seg.NumberOfFrames)
+        seg.file_meta = pydicom.dataset.FileMetaDataset()  # as received over the network: no file meta
+        seg.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian  # uncompressed, little endian
+        mask = np.zeros_like(finding)
+        frames = seg.pixel_array.reshape(-1, size, size).astype(bool)
+        by_position = {round(z, 3): k for k, z in enumerate(positions)}
+        for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence):
+            z = float(item.PlanePositionSequence[0].ImagePositionPatient[2])
+            mask[by_position[round(z, 3)]] |= frame
+        figures["iou_with_planted"] = float((mask & finding).sum() / max(1, (mask | finding).sum()))
+    finally:
+        service.stop()
+        pacs.stop()
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slices", type=int, default=200, help="slices of the receive-throughput series")
@@ -247,6 +294,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the receive test")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--only-worker-processes", action="store_true", help="run part 4 alone")
+    parser.add_argument("--only-volume", action="store_true", help="run part 5 alone")
     parser.add_argument("--worker-model", default="demo-ct",
                         help="model description of part 4 (default: %(default)s, the amortised explainer)")
     parser.add_argument("--worker-processes", type=int, nargs="+", default=[1, 2],
@@ -256,6 +304,15 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="service-bench-"))
     console = Console(width=120)
     try:
+        if args.only_volume:
+            figures = volume_through_node(root)
+            console.print(f"Part 5, a {figures['slices']} x {figures['size']}^2 CT series through the node with "
+                          f"demo-ct3d (--stable-seconds {figures['stable_seconds']:g}, one worker): sent in "
+                          f"{figures['send_s']:.1f} s; from the last C-STORE: SEG at the PACS after "
+                          f"{figures['seg_s']:.1f} s, SR after {figures['sr_s']:.1f} s; SEG frames "
+                          f"{figures['seg_frames']}, IoU with the planted finding {figures['iou_with_planted']:.3f}; "
+                          f"node peak RSS {figures['node_peak_rss_gib']:.2f} GiB")
+            return
         table = Table(title=f"Jobs per minute, single 128^2 CT images ({args.worker_model}), {args.studies} studies, "
                             f"{len(os.sched_getaffinity(0))} cores")
         for column in ("worker processes", "worker threads each", "torch threads each", "jobs/min"):
