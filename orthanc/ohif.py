@@ -67,7 +67,10 @@ def serve(dist: Path, port: int, orthanc_port: int) -> ThreadingHTTPServer:
                     self.send_header(key, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the browser gave up on this request (a newer one replaced it): nothing to report
             connection.close()
 
         def _static(self) -> None:
