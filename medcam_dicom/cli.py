@@ -89,7 +89,8 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     report = run_benchmark(tuple(args.datasets), args.images, tuple(args.methods), _config(args), args.arch,
                            args.out, cross_check=not args.no_quantus, variant=args.variant,
-                           group=args.classifiers, split=args.split, zoo_archs=tuple(args.zoo_archs))
+                           group=args.classifiers, split=args.split, zoo_archs=tuple(args.zoo_archs),
+                           baseline_area=args.baseline_area, amortized_prune=args.amortized_prune)
     print_report(report)
     print(f"Table written to {args.out}/benchmark.json, gallery to {args.out}/gallery.png")
     return 0
@@ -347,8 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     bench.add_argument("--images", type=int, default=20, help="test images per dataset (default: %(default)s)")
     bench.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS,
-                       help="amortized / amortized+refine use the shipped amortised explainers "
+                       help="amortized / amortized+refine use the shipped amortised explainers (the zoo's: "
+                            "its own, trained on first use; scripts/train_zoo.py --explainers) "
                             "(default: %(default)s)")
+    bench.add_argument("--baseline-area", default="medcam", choices=["medcam", "amortized", "amortized+refine"],
+                       help="the Med-CAM method whose area the ranking methods are cut to (default: %(default)s)")
+    bench.add_argument("--amortized-prune", default="none", choices=["none", "decision", "preserved"],
+                       help="prune the amortised masks (AmortizedMedCAM.explain(prune=...); default: %(default)s)")
     bench.add_argument("--variant", default="standard", choices=VARIANTS,
                        help="test images: standard, or heldout (a shift nothing was trained on)")
     bench.add_argument("--arch", default="resnet18-small",

@@ -3,6 +3,7 @@
     python scripts/train_zoo.py                              # every plain classifier that is missing
     python scripts/train_zoo.py --split tuning               # the part defaults are chosen on
     python scripts/train_zoo.py --archs vit-small --datasets ct --force
+    python scripts/train_zoo.py --explainers --split tuning  # their amortised explainers (default loss)
 
 Seeded and CPU-only: rerunning reproduces the checkpoints. See medcam_dicom/benchmark/zoo.py for the
 recipes and the tuning / held-out split.
@@ -14,7 +15,14 @@ import argparse
 import time
 
 from medcam_dicom.benchmark.names import DATASETS_2D, SPLITS
-from medcam_dicom.benchmark.zoo import ZOO_ARCHS, train_zoo_classifier, zoo_checkpoint_path, zoo_members
+from medcam_dicom.benchmark.zoo import (
+    ZOO_ARCHS,
+    train_zoo_classifier,
+    train_zoo_explainer,
+    zoo_checkpoint_path,
+    zoo_explainer_path,
+    zoo_members,
+)
 
 
 def main() -> None:
@@ -23,9 +31,27 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=list(ZOO_ARCHS), choices=ZOO_ARCHS)
     parser.add_argument("--split", default="all", choices=SPLITS)
     parser.add_argument("--force", action="store_true", help="retrain checkpoints that exist")
+    parser.add_argument("--explainers", action="store_true",
+                        help="train the classifiers' amortised explainers instead (zoo/<dataset>-<arch>-explainer.pt)")
     args = parser.parse_args()
     members = zoo_members("plain", args.split, tuple(args.datasets), tuple(args.archs))
-    for member in members:
+    for member in members if args.explainers else ():
+        path = zoo_explainer_path(member)
+        if path.is_file() and not args.force:
+            print(f"{member.name}: kept {path}")
+            continue
+        if not zoo_checkpoint_path(member).is_file():
+            print(f"{member.name}: no classifier at {zoo_checkpoint_path(member)} (train it first, without "
+                  "--explainers); skipped")
+            continue
+        started = time.perf_counter()
+        explainer = train_zoo_explainer(member)
+        explainer.save(path)
+        best = next(row for row in reversed(explainer.history) if row.get("best"))
+        print(f"{member.name} explainer ({member.split}): validation decision kept {best['faithful_pct']:.1f} %, "
+              f"area {best['area_fraction']:.3f}, IoU {best.get('iou', float('nan')):.3f} in "
+              f"{time.perf_counter() - started:.0f} s -> {path}", flush=True)
+    for member in members if not args.explainers else ():
         path = zoo_checkpoint_path(member)
         if path.is_file() and not args.force:
             print(f"{member.name}: kept {path}")

@@ -147,6 +147,27 @@ def test_benchmark_on_the_plain_zoo_reports_the_tuning_split(tmp_path, capsys):
     assert set(report["datasets"]) == {"ct/cnn/plain"} and report["zoo_archs"] == ["cnn"]
 
 
+def test_zoo_classifiers_get_their_own_amortised_explainer_compared_at_its_area(tmp_path):
+    from medcam_dicom.benchmark.zoo import ZooMember, zoo_explainer_path
+
+    member = ZooMember("cnn", "ct", "plain")
+    assert zoo_explainer_path(member).is_file()  # trained once by scripts/train_zoo.py --explainers, shipped
+    out = tmp_path / "amortised"
+    assert main(["benchmark", "--classifiers", "plain", "--split", "tuning", "--datasets", "ct", "--zoo-archs", "cnn",
+                 "--images", "2", "--max-steps", "5", "--methods", "medcam", "amortized+refine", "rise",
+                 "--baseline-area", "amortized+refine", "--amortized-prune", "decision", "--no-quantus",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "benchmark.json").read_text())
+    assert report["baseline_area"] == "amortized+refine" and report["amortized_prune"] == "decision"
+    rows = report["images"]
+    for index in {r["index"] for r in rows}:
+        by_method = {r["method"]: r for r in rows if r["index"] == index}
+        # RISE is cut to the amortised explainer's area, not to per-image Med-CAM's
+        assert by_method["rise"]["area_fraction"] == pytest.approx(by_method["amortized+refine"]["area_fraction"],
+                                                                   abs=2e-3)
+    assert not report["datasets"]["ct/cnn/plain"]["skipped"]
+
+
 def test_demo_command_writes_pictures_and_summary(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--datasets", "ct3d", "--images", "1", "--max-steps", "5", "--out", str(out)]) == 0

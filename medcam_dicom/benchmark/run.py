@@ -39,12 +39,12 @@ from medcam_dicom.benchmark.names import (
     ZOO_ARCHS,
 )
 from medcam_dicom.benchmark.training import TEST_SEED, train_classifier
-from medcam_dicom.benchmark.zoo import load_zoo_classifier, zoo_members
+from medcam_dicom.benchmark.zoo import ZooMember, load_zoo_classifier, load_zoo_explainer, zoo_members
 from medcam_dicom.data.synthetic import GroundTruthSet, generate
 from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.baselines import make_baseline
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, RISESaliency, explain_at_area
-from medcam_dicom.explain.config import MedCAMConfig
+from medcam_dicom.explain.config import PRUNE_CRITERIA, MedCAMConfig
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.null_check import random_keep_rate
 from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path, demo_explainer_path
@@ -267,6 +267,7 @@ class BenchmarkClassifier:
     classifier: TrainedClassifier
     training: str = "demo"
     split: str = "held-out"
+    member: ZooMember | None = None
 
 
 def _classifiers_to_run(
@@ -279,7 +280,7 @@ def _classifiers_to_run(
     # the zoo is 2D: the default dataset list (which ends with the 3D set) is cut to its 2D part
     chosen = tuple(d for d in datasets if d in DATASETS_2D) or datasets
     members = zoo_members(group, split, chosen, zoo_archs)
-    return [BenchmarkClassifier(m.name, m.dataset, load_zoo_classifier(m, progress), m.training, m.split)
+    return [BenchmarkClassifier(m.name, m.dataset, load_zoo_classifier(m, progress), m.training, m.split, m)
             for m in members]
 
 
@@ -307,6 +308,8 @@ def run_benchmark(
     group: str = "demo",
     split: str = "all",
     zoo_archs: tuple[str, ...] = ZOO_ARCHS,
+    baseline_area: str = "medcam",
+    amortized_prune: str = "none",
 ) -> dict[str, Any]:
     """Run the benchmark and write ``benchmark.json`` and ``gallery.png`` into ``out_dir``.
 
@@ -315,7 +318,11 @@ def run_benchmark(
     ``tuning`` or ``held-out`` part, ``zoo_archs`` to some architectures). ``variant`` picks the test
     images (``heldout``: a shift no classifier or explainer was trained on); ``classifiers`` /
     ``explainers`` replace the shipped demo classifier / amortised explainer of a dataset (the MONAI
-    bundle's evaluation passes its own).
+    bundle's evaluation passes its own). The zoo's classifiers get their own amortised explainers
+    (:func:`~medcam_dicom.benchmark.zoo.load_zoo_explainer`, trained on first use). ``baseline_area``: the
+    Med-CAM method whose area the ranking methods are cut to (``medcam``, or ``amortized`` /
+    ``amortized+refine`` to compare the amortised explainer at equal area); ``amortized_prune``: the
+    amortised explainer's ``prune`` (see :meth:`AmortizedMedCAM.explain`).
 
     Per image and method: sufficiency (decision kept, masked probability), comprehensiveness (the target
     probability after the mask is blurred away, decision flipped), the null check (share of random smooth
@@ -327,10 +334,15 @@ def run_benchmark(
             raise ValueError(f"unknown method {name!r}; expected any of {METHODS}")
     if "medcam" not in methods:
         raise ValueError("the benchmark needs 'medcam': the other methods are compared at its area")
+    if baseline_area not in ("medcam", *AMORTIZED_METHODS) or baseline_area not in methods:
+        raise ValueError(f"baseline_area must be medcam or a Med-CAM method being run, got {baseline_area!r}")
+    if amortized_prune not in PRUNE_CRITERIA:
+        raise ValueError(f"amortized_prune must be one of {PRUNE_CRITERIA}, got {amortized_prune!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = config or MedCAMConfig()
     report: dict[str, Any] = {"config": config.to_dict(), "arch": arch, "images_per_dataset": images,
+                              "baseline_area": baseline_area, "amortized_prune": amortized_prune,
                               "variant": variant, "group": group, "split": split,
                               "zoo_archs": list(zoo_archs), "datasets": {},
                               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -346,10 +358,10 @@ def run_benchmark(
         skipped: dict[str, str] = {}
         if set(methods) & set(AMORTIZED_METHODS):
             amortized = (explainers or {}).get(dataset) if run.training == "demo" else None
-            if amortized is None and run.training in ("demo", "masking"):
+            if amortized is None and run.member is not None:  # the zoo: trained on first use, then kept
+                amortized = load_zoo_explainer(run.member, classifier, config, progress)
+            elif amortized is None:
                 amortized = load_explainer(dataset, classifier, config)
-            if amortized is None:
-                skipped.update({m: "no amortised explainer for this classifier" for m in AMORTIZED_METHODS})
         rankers = {name: _ranking_method(name, network) for name in methods if name in RANKING_METHODS}
         removal_generator = torch.Generator().manual_seed(0)
         results: list[ImageResult] = []
@@ -367,17 +379,19 @@ def run_benchmark(
             # (explanation, saliency, smallest top-k areas keeping the decision / the probability)
             produced = [(medcam, medcam.soft_mask, (None, None))]
             for name in methods:
-                if name == "medcam" or name in skipped:
-                    continue
-                if name in AMORTIZED_METHODS:
-                    explanation = amortized.explain(image, refine_steps=AMORTIZED_METHODS[name])
+                if name in AMORTIZED_METHODS and name not in skipped:
+                    explanation = amortized.explain(image, refine_steps=AMORTIZED_METHODS[name],
+                                                    prune=amortized_prune)
                     explanation.method = name
                     row[name] = explanation
                     produced.append((explanation, explanation.soft_mask, (None, None)))
+            area = row[baseline_area].area_fraction  # the ranking methods are cut to this method's area
+            for name in methods:
+                if name == "medcam" or name in skipped or name in AMORTIZED_METHODS:
                     continue
                 try:
                     explanation, saliency = explain_at_area(
-                        rankers[name], network, image, medcam.area_fraction, baseline, target=medcam.target
+                        rankers[name], network, image, area, baseline, target=medcam.target
                     )
                 except ValueError as error:  # Grad-CAM on a classifier without spatial feature maps (ViT)
                     skipped[name] = str(error)
@@ -522,8 +536,11 @@ def print_report(report: dict[str, Any]) -> None:
 
     console = Console(width=220)
     rows = [(key, method, row) for key, entry in report["datasets"].items() for method, row in entry["methods"].items()]
+    cut = report.get("baseline_area", "medcam")
+    pruned = report.get("amortized_prune", "none")
     console.print(_table(f"Med-CAM ground-truth benchmark ({report.get('group', 'demo')} classifiers, "
-                         f"{report['images_per_dataset']} images each)", rows))
+                         f"{report['images_per_dataset']} images each; ranking methods at {cut}'s area"
+                         + (f"; amortised masks pruned: {pruned}" if pruned != "none" else "") + ")", rows))
     for name, info in report.get("splits", {}).items():
         rows = [(f"{len(info['classifiers'])} classifiers", method, row) for method, row in info["methods"].items()]
         console.print(_table(f"{name}: " + ", ".join(info["classifiers"]), rows))

@@ -8,7 +8,8 @@ random masking, stay as the ``masking`` group.
 The zoo is split: every default of the explainers is chosen on the **tuning** part (two architectures on
 two datasets); everything else is **held out** and only reported. ``scripts/train_zoo.py`` trains the
 zoo (seeded, CPU); the checkpoints are kept in the repository's ``zoo/`` folder and, outside a checkout,
-trained on first use and cached under ``~/.cache/medcam-dicom/zoo``.
+trained on first use and cached under ``~/.cache/medcam-dicom/zoo``. So are the amortised explainers of the
+plain classifiers (``--explainers``), trained with the default Med-CAM loss.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medcam_dicom.benchmark.names import DATASETS_2D, SPLITS, ZOO_ARCHS
-from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path
+from medcam_dicom.explain.amortized import AmortizedMedCAM
+from medcam_dicom.explain.config import MedCAMConfig
+from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path, demo_explainer_path
 
 TUNING_ARCHS = ("cnn", "resnet18-small")
 TUNING_DATASETS = ("ct", "fundus")
@@ -99,6 +102,45 @@ def zoo_checkpoint_path(member: ZooMember) -> Path:
     if REPOSITORY_ZOO.is_dir():
         return REPOSITORY_ZOO / name
     return CACHE_ZOO / name
+
+
+def zoo_explainer_path(member: ZooMember) -> Path:
+    """Where the amortised explainer of a zoo classifier is kept (beside its checkpoint, ``-explainer``);
+    the masking group's is the shipped demo explainer."""
+    if member.training == "masking":
+        return demo_explainer_path(member.dataset)
+    checkpoint = zoo_checkpoint_path(member)
+    return checkpoint.with_name(f"{checkpoint.stem}-explainer.pt")
+
+
+#: the zoo explainers' recipe: the shipped 2D demo explainers' loss and schedule, half their images per epoch
+#: (2 min per classifier on 2 cores instead of 5)
+EXPLAINER_EPOCHS, EXPLAINER_IMAGES = 8, 1024
+
+
+def train_zoo_explainer(member: ZooMember, progress: bool = True) -> AmortizedMedCAM:
+    """Train the amortised explainer of a plain zoo classifier with the default Med-CAM loss (seeded data,
+    validated on the validation seed's lesions), as a user would train one for their own classifier."""
+    from medcam_dicom.benchmark.training import train_explainer
+
+    if member.training != "plain":
+        raise ValueError(f"{member.name}: only the plain classifiers' explainers are trained here "
+                         "(scripts/train_demo_models.py --explainers trains the demo ones)")
+    classifier = load_zoo_classifier(member, progress)
+    return train_explainer(classifier, train_images=EXPLAINER_IMAGES, epochs=EXPLAINER_EPOCHS, progress=progress)
+
+
+def load_zoo_explainer(member: ZooMember, classifier: TrainedClassifier, config: MedCAMConfig | None = None,
+                       progress: bool = True) -> AmortizedMedCAM:
+    """The amortised explainer of a zoo member, trained and saved first when its file is missing."""
+    path = zoo_explainer_path(member)
+    if not path.is_file():
+        if member.training == "masking":
+            raise ValueError(f"no demo explainer at {path}; run scripts/train_demo_models.py --explainers")
+        explainer = train_zoo_explainer(member, progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        explainer.save(path)
+    return AmortizedMedCAM.load(path, classifier.network, config=config)
 
 
 def train_zoo_classifier(member: ZooMember, progress: bool = True, seed: int = 0) -> TrainedClassifier:
