@@ -114,7 +114,7 @@ def zoo_explainer_path(member: ZooMember) -> Path:
 
 
 #: the zoo explainers' recipe: the shipped 2D demo explainers' loss and schedule, half their images per epoch
-#: (2 min per classifier on 2 cores instead of 5)
+#: (3-11 minutes per classifier on one core)
 EXPLAINER_EPOCHS, EXPLAINER_IMAGES = 8, 1024
 
 
