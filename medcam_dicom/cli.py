@@ -327,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         VARIANTS,
         ZOO_ARCHS,
     )
+    from medcam_dicom.explain.config import PRUNE_CRITERIA
 
     parser = argparse.ArgumentParser(prog="medcam-dicom", description="Minimal, verified evidence masks "
                                      "(Med-CAM) for medical image classifiers.")
@@ -353,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: %(default)s)")
     bench.add_argument("--baseline-area", default="medcam", choices=["medcam", "amortized", "amortized+refine"],
                        help="the Med-CAM method whose area the ranking methods are cut to (default: %(default)s)")
-    bench.add_argument("--amortized-prune", default="none", choices=["none", "decision", "preserved"],
+    bench.add_argument("--amortized-prune", default="none", choices=PRUNE_CRITERIA,
                        help="prune the amortised masks (AmortizedMedCAM.explain(prune=...); default: %(default)s)")
     bench.add_argument("--variant", default="standard", choices=VARIANTS,
                        help="test images: standard, or heldout (a shift nothing was trained on)")

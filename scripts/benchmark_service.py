@@ -246,6 +246,9 @@ def jobs_per_minute_processes(root: Path, studies: int, processes: int, threads:
 def volume_through_node(root: Path, slices: int = 200, size: int = 512, stable_seconds: float = 1.0) -> dict:
     """Part 5: a CT series of ``slices`` x ``size``^2 (:func:`write_ct_volume_series`) sent to ``serve --model
     demo-ct3d``; figures in seconds from the last C-STORE (the node's ``--stable-seconds`` wait included)."""
+    import torch
+
+    from medcam_dicom.benchmark.metrics import iou
     from medcam_dicom.dicom.examples import write_ct_volume_series
 
     paths, finding = write_ct_volume_series(root / "volume", slices=slices, size=size)
@@ -279,7 +282,7 @@ def volume_through_node(root: Path, slices: int = 200, size: int = 512, stable_s
         for frame, item in zip(frames, seg.PerFrameFunctionalGroupsSequence):
             z = float(item.PlanePositionSequence[0].ImagePositionPatient[2])
             mask[by_position[round(z, 3)]] |= frame
-        figures["iou_with_planted"] = float((mask & finding).sum() / max(1, (mask | finding).sum()))
+        figures["iou_with_planted"] = iou(torch.from_numpy(mask), torch.from_numpy(finding))
     finally:
         service.stop()
         pacs.stop()

@@ -16,12 +16,11 @@ from medcam_dicom.benchmark.names import DATASETS
 from medcam_dicom.benchmark.run import _display
 from medcam_dicom.benchmark.training import TEST_SEED
 from medcam_dicom.data.synthetic import generate
-from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.medcam import MedCAM
-from medcam_dicom.models.demo import TrainedClassifier, demo_explainer_path, load_demo_classifier
+from medcam_dicom.models.demo import TrainedClassifier, load_demo_classifier
 from medcam_dicom.models.description import load_description
-from medcam_dicom.models.loading import RefiningExplainer
+from medcam_dicom.models.loading import load_model
 
 
 def _overlay_png(picture: np.ndarray, mask: np.ndarray, title: str, path: Path) -> None:
@@ -49,10 +48,10 @@ def demo_explainer(dataset: str, classifier: TrainedClassifier, config: MedCAMCo
     """Per-image Med-CAM for the 2D demo classifiers (the paper's method, seconds per image); for a volume
     classifier the explainer of its ``demo-<dataset>`` description (the shipped amortised one, refined and
     pruned as the DICOM path does it): per-image Med-CAM takes minutes per volume on CPU."""
-    if classifier.spatial_dims == 3 and demo_explainer_path(dataset).is_file():
-        spec = load_description(f"demo-{dataset}").explainer
-        amortized = AmortizedMedCAM.load(demo_explainer_path(dataset), classifier.network)
-        return RefiningExplainer(amortized, spec.refine, spec.prune)
+    if classifier.spatial_dims == 3:
+        description = load_description(f"demo-{dataset}")
+        if description.explainer.kind == "amortized":
+            return load_model(description, "cpu").explainer()  # as the DICOM path builds it
     return MedCAM(classifier.network, config=config)
 
 
