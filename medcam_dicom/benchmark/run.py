@@ -45,6 +45,7 @@ from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.baselines import make_baseline
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, RISESaliency, explain_at_area
 from medcam_dicom.explain.config import PRUNE_CRITERIA, MedCAMConfig
+from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.null_check import random_keep_rate
 from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path, demo_explainer_path
@@ -332,8 +333,6 @@ def run_benchmark(
     for name in methods:
         if name not in METHODS:
             raise ValueError(f"unknown method {name!r}; expected any of {METHODS}")
-    if "medcam" not in methods:
-        raise ValueError("the benchmark needs 'medcam': the other methods are compared at its area")
     if baseline_area not in ("medcam", *AMORTIZED_METHODS) or baseline_area not in methods:
         raise ValueError(f"baseline_area must be medcam or a Med-CAM method being run, got {baseline_area!r}")
     if amortized_prune not in PRUNE_CRITERIA:
@@ -374,31 +373,35 @@ def run_benchmark(
             baseline = explainer.baseline(image)
             removed = make_baseline(image, "blur", removal_generator)
 
-            medcam = explainer.explain(image)
-            row = {"medcam": medcam}
+            row: dict[str, Explanation] = {}
             # (explanation, saliency, smallest top-k areas keeping the decision / the probability)
-            produced = [(medcam, medcam.soft_mask, (None, None))]
+            produced: list[tuple[Explanation, torch.Tensor, tuple[float | None, float | None]]] = []
             for name in methods:
-                if name in AMORTIZED_METHODS and name not in skipped:
+                if name == "medcam":
+                    explanation = explainer.explain(image)
+                elif name in AMORTIZED_METHODS:
                     explanation = amortized.explain(image, refine_steps=AMORTIZED_METHODS[name],
                                                     prune=amortized_prune)
                     explanation.method = name
-                    row[name] = explanation
-                    produced.append((explanation, explanation.soft_mask, (None, None)))
-            area = row[baseline_area].area_fraction  # the ranking methods are cut to this method's area
+                else:
+                    continue
+                row[name] = explanation
+                produced.append((explanation, explanation.soft_mask, (None, None)))
+            reference = row[baseline_area]  # the ranking methods explain its target, cut to its area
+            area = reference.area_fraction
             for name in methods:
                 if name == "medcam" or name in skipped or name in AMORTIZED_METHODS:
                     continue
                 try:
                     explanation, saliency = explain_at_area(
-                        rankers[name], network, image, area, baseline, target=medcam.target
+                        rankers[name], network, image, area, baseline, target=reference.target
                     )
                 except ValueError as error:  # Grad-CAM on a classifier without spatial feature maps (ViT)
                     skipped[name] = str(error)
                     continue
                 row[name] = explanation
                 produced.append((explanation, saliency,
-                                 smallest_faithful_area(network, image, saliency, medcam.target, baseline,
+                                 smallest_faithful_area(network, image, saliency, reference.target, baseline,
                                                         explanation.probability)))
             for explanation, saliency, smallest in produced:
                 result = _result(run.key, index, label, explanation, network, image, saliency, baseline, lesion,
@@ -407,8 +410,8 @@ def run_benchmark(
                 results.append(result)
                 if result.iou is not None:
                     saliencies[result.method][index] = saliency
-            bar.set_postfix(faithful=medcam.faithful, area=f"{medcam.area_fraction:.3f}", steps=medcam.steps)
-            if label == LESION and medcam.target == LESION and shown < gallery_images and "gradcam" in row:
+            bar.set_postfix(faithful=reference.faithful, area=f"{reference.area_fraction:.3f}", steps=reference.steps)
+            if label == LESION and reference.target == LESION and shown < gallery_images and "gradcam" in row:
                 picture, slice_index = _display(test.images[index], lesion)
 
                 def cut(mask: torch.Tensor, slice_index: int | None = slice_index) -> np.ndarray:
@@ -416,7 +419,7 @@ def run_benchmark(
                     return array[slice_index] if slice_index is not None else array
 
                 gallery_rows.append((f"{run.key} #{index}", picture, cut(lesion), cut(row["gradcam"].mask),
-                                     cut(medcam.mask)))
+                                     cut(reference.mask)))
                 shown += 1
         ran = [m for m in methods if m not in skipped]
         by_method = {m: summarise([r for r in results if r.method == m]) for m in ran}
@@ -477,7 +480,8 @@ def summarise_splits(report: dict[str, Any], results: list[ImageResult]) -> dict
         chosen = [r for r in results if r.dataset in keys]
         methods = {r.method for r in chosen}
         rows = {}
-        for method in [m for m in METHODS if m in methods]:
+        medcam_first = sorted(methods, key=lambda m: (m != "medcam" and m not in AMORTIZED_METHODS, METHODS.index(m)))
+        for method in medcam_first:
             row = summarise([r for r in chosen if r.method == method])
             if method == "medcam" or method in AMORTIZED_METHODS:
                 row["minimality_ratio"] = minimality_ratio(chosen, method)
