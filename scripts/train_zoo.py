@@ -4,6 +4,7 @@
     python scripts/train_zoo.py --split tuning               # the part defaults are chosen on
     python scripts/train_zoo.py --archs vit-small --datasets ct --force
     python scripts/train_zoo.py --explainers --split tuning  # their amortised explainers (default loss)
+    python scripts/train_zoo.py --explainers --core-weight 10 --out runs/core   # ... with the core term
 
 Seeded and CPU-only: rerunning reproduces the checkpoints. See medcam_dicom/benchmark/zoo.py for the
 recipes and the tuning / held-out split.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from medcam_dicom.benchmark.names import DATASETS_2D, SPLITS
 from medcam_dicom.benchmark.zoo import (
@@ -33,10 +35,14 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="retrain checkpoints that exist")
     parser.add_argument("--explainers", action="store_true",
                         help="train the classifiers' amortised explainers instead (zoo/<dataset>-<arch>-explainer.pt)")
+    parser.add_argument("--core-weight", type=float, default=0.0,
+                        help="explainers: weight of the core term (AmortizedMedCAM.fit(core_weight=...); default 0)")
+    parser.add_argument("--out", type=Path,
+                        help="explainers: write them to this folder instead of zoo/ (to compare recipes)")
     args = parser.parse_args()
     members = zoo_members("plain", args.split, tuple(args.datasets), tuple(args.archs))
     for member in members if args.explainers else ():
-        path = zoo_explainer_path(member)
+        path = zoo_explainer_path(member) if args.out is None else args.out / zoo_explainer_path(member).name
         if path.is_file() and not args.force:
             print(f"{member.name}: kept {path}")
             continue
@@ -45,7 +51,8 @@ def main() -> None:
                   "--explainers); skipped")
             continue
         started = time.perf_counter()
-        explainer = train_zoo_explainer(member)
+        explainer = train_zoo_explainer(member, core_weight=args.core_weight)
+        path.parent.mkdir(parents=True, exist_ok=True)
         explainer.save(path)
         best = next(row for row in reversed(explainer.history) if row.get("best"))
         print(f"{member.name} explainer ({member.split}): validation decision kept {best['faithful_pct']:.1f} %, "

@@ -148,6 +148,28 @@ def test_verify_batch_reruns_the_classifier_on_each_masked_image(trained_on_blob
         assert float(checked["masked_probability"][index]) == pytest.approx(masked_probability, abs=1e-5)
 
 
+def test_the_core_term_asks_a_level_of_the_mask_to_keep_the_decision_too(trained_on_blobs):
+    from medcam_dicom.explain.amortized_training import core_masks, training_step
+
+    generator = torch.Generator().manual_seed(0)
+    soft = torch.rand(8, 1, 16, 16, requires_grad=True)
+    core = core_masks(soft, 0.5, generator)
+    hard = soft.detach() > 0.5
+    # a core is a level of the explainer's ranking: inside the mask, smaller on average, straight-through
+    assert not (core.detach().bool() & ~hard).any()
+    assert core.detach().sum() < hard.sum()
+    core.sum().backward()
+    assert soft.grad is not None and soft.grad.abs().sum() > 0
+
+    explainer, val, _ = trained_on_blobs
+    layers = explainer.medcam.matched_layers(val[0])
+    losses = [training_step(explainer, val[:4], layers, torch.Generator().manual_seed(1), weight)[0].item()
+              for weight in (0.0, 5.0)]
+    assert losses[1] > losses[0]  # the term (cross-entropy of the core-masked images, > 0) is added
+    with pytest.raises(ValueError, match="core_weight"):
+        explainer.fit(val[:4], epochs=1, core_weight=-1.0, progress=False)
+
+
 def test_fit_accepts_a_dataloader_of_dicts():
     classifier = BlobDetector()
     images, _ = blob_dataset(8, seed=2)

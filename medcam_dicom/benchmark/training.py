@@ -199,6 +199,7 @@ def train_explainer(
     config: MedCAMConfig | None = None,
     checkpoint: str | Path | None = None,
     progress: bool = True,
+    core_weight: float = 0.0,
 ) -> AmortizedMedCAM:
     """Train an :class:`AmortizedMedCAM` for a demo classifier on freshly generated images of its
     dataset (seeded: rerunning reproduces it), validating on the validation seed with the lesions as
@@ -209,10 +210,10 @@ def train_explainer(
     explainer = AmortizedMedCAM(classifier.network, config=config)
     explainer.metadata = {"dataset": dataset, "classifier_arch": classifier.arch, "train_images": train_images,
                           "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                          "train_seed": EXPLAINER_SEED}
+                          "train_seed": EXPLAINER_SEED, **({"core_weight": core_weight} if core_weight else {})}
     explainer.fit(
         classifier.preprocess(train.images), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         val=(classifier.preprocess(validation.images), validation.lesions), checkpoint=checkpoint,
-        progress=progress,
+        progress=progress, core_weight=core_weight,
     )
     return explainer

@@ -118,16 +118,18 @@ def zoo_explainer_path(member: ZooMember) -> Path:
 EXPLAINER_EPOCHS, EXPLAINER_IMAGES = 8, 1024
 
 
-def train_zoo_explainer(member: ZooMember, progress: bool = True) -> AmortizedMedCAM:
+def train_zoo_explainer(member: ZooMember, progress: bool = True, core_weight: float = 0.0) -> AmortizedMedCAM:
     """Train the amortised explainer of a plain zoo classifier with the default Med-CAM loss (seeded data,
-    validated on the validation seed's lesions), as a user would train one for their own classifier."""
+    validated on the validation seed's lesions), as a user would train one for their own classifier;
+    ``core_weight``: :meth:`AmortizedMedCAM.fit`'s core term (0: off, the shipped explainers' recipe)."""
     from medcam_dicom.benchmark.training import train_explainer
 
     if member.training != "plain":
         raise ValueError(f"{member.name}: only the plain classifiers' explainers are trained here "
                          "(scripts/train_demo_models.py --explainers trains the demo ones)")
     classifier = load_zoo_classifier(member, progress)
-    return train_explainer(classifier, train_images=EXPLAINER_IMAGES, epochs=EXPLAINER_EPOCHS, progress=progress)
+    return train_explainer(classifier, train_images=EXPLAINER_IMAGES, epochs=EXPLAINER_EPOCHS, progress=progress,
+                           core_weight=core_weight)
 
 
 def load_zoo_explainer(member: ZooMember, classifier: TrainedClassifier, config: MedCAMConfig | None = None,

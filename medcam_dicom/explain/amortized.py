@@ -174,6 +174,7 @@ class AmortizedMedCAM:
         checkpoint: str | Path | None = None,
         keep_best: bool = True,
         progress: bool = True,
+        core_weight: float = 0.0,
     ) -> list[dict[str, Any]]:
         """Train the amortised explainer network with the Med-CAM loss averaged over images.
 
@@ -192,6 +193,10 @@ class AmortizedMedCAM:
                 (without ground truth: the smallest area) among epochs that keep the decision on at least
                 98 % of the validation images (else the most faithful epoch).
             progress: tqdm bars per epoch and a line of validation figures.
+            core_weight: weight of the core term (0 = off, the Med-CAM loss alone): the mask's core, its
+                voxels above the threshold by a random margin of 0-6 in logits, must also keep the decision
+                and reach the full image's log-odds, so that the explainer's ranking is the one pruning
+                needs (:func:`~medcam_dicom.explain.amortized_training.core_loss`).
 
         Returns:
             The per-epoch history: training loss and, with ``val``, validation figures
@@ -199,7 +204,7 @@ class AmortizedMedCAM:
         """
         return train_amortized(
             self, images, epochs=epochs, val=val, batch_size=batch_size, learning_rate=learning_rate,
-            checkpoint=checkpoint, keep_best=keep_best, progress=progress,
+            checkpoint=checkpoint, keep_best=keep_best, progress=progress, core_weight=core_weight,
         )
 
     # ------------------------------------------------------------------ inference

@@ -41,6 +41,7 @@ def train_amortized(
     checkpoint: str | Path | None = None,
     keep_best: bool = True,
     progress: bool = True,
+    core_weight: float = 0.0,
 ) -> list[dict[str, Any]]:
     """The training loop behind :meth:`AmortizedMedCAM.fit` (see there for the arguments): Adam with a
     one-cycle schedule over :func:`training_step`, validation and best-epoch selection per epoch, a
@@ -49,6 +50,8 @@ def train_amortized(
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not core_weight >= 0:
+        raise ValueError(f"core_weight must be a non-negative number, got {core_weight!r}")
     in_memory = isinstance(images, (torch.Tensor, np.ndarray, list, tuple))
     if not in_memory and not hasattr(images, "__len__"):
         raise ValueError("training data must be a tensor, a list of images or an iterable of batches with a "
@@ -84,7 +87,8 @@ def train_amortized(
         running, faithful_running = 0.0, 0.0
         for step, batch in enumerate(bar):
             network.train()
-            loss, faithful = training_step(explainer, batch.float().to(explainer.device), layers, device_generator)
+            loss, faithful = training_step(explainer, batch.float().to(explainer.device), layers, device_generator,
+                                           core_weight)
             optimisation_step(loss, optimiser)
             if scheduler.last_epoch < scheduler.total_steps - 1:
                 scheduler.step()
@@ -126,11 +130,32 @@ def optimisation_step(loss: torch.Tensor, optimiser: torch.optim.Optimizer) -> N
     optimiser.step()
 
 
+CORE_MAX_SHIFT = 6.0  # the core term's largest margin above the threshold, in mask logits
+
+
+def core_masks(soft: torch.Tensor, threshold: float, generator: torch.Generator) -> torch.Tensor:
+    """Straight-through binary cores of the soft masks ``(B, 1, *spatial)``: the voxels whose logit lies
+    above the threshold's by a margin drawn per image from ``[0, CORE_MAX_SHIFT]`` (a level of the
+    explainer's ranking, as pruning takes one)."""
+    shift = torch.rand((soft.shape[0], *[1] * (soft.ndim - 1)), generator=generator, device=generator.device)
+    logits = torch.logit(soft.clamp(1e-6, 1.0 - 1e-6)) - CORE_MAX_SHIFT * shift.to(soft.device, soft.dtype)
+    return straight_through_mask(torch.sigmoid(logits), threshold)
+
+
+def core_loss(full_logits: torch.Tensor, core_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The core term: cross-entropy of the core-masked images on the target plus the log-odds hinge asking
+    them to be as convincing as the full images (:func:`~medcam_dicom.explain.losses.margin_loss` with no
+    margin)."""
+    return losses.ce_loss(core_logits, targets) + losses.margin_loss(full_logits, core_logits, targets, 0.0)
+
+
 def training_step(
-    explainer: AmortizedMedCAM, batch: torch.Tensor, layers: list[Any], generator: torch.Generator
+    explainer: AmortizedMedCAM, batch: torch.Tensor, layers: list[Any], generator: torch.Generator,
+    core_weight: float = 0.0,
 ) -> tuple[torch.Tensor, float]:
     """The Med-CAM loss of one batch (every term averaged over images, the classifier seeing the
-    straight-through binary mask as in per-image Med-CAM) and its faithful fraction."""
+    straight-through binary mask as in per-image Med-CAM), plus ``core_weight`` times :func:`core_loss`,
+    and its faithful fraction."""
     config, weights = explainer.config, explainer.config.weights
     names = [layer.name for layer in layers]
     layer_weights = list(config.layer_weights or default_layer_weights(len(layers)))
@@ -160,7 +185,13 @@ def training_step(
             inputs.append(mask * batch + (1.0 - mask) * backgrounds)
         if weights.deletion > 0:
             inputs.append((1.0 - mask) * batch + mask * baselines)  # the evidence removed
+        if core_weight > 0:
+            core = core_masks(soft, config.threshold, generator)
+            inputs.append(core * batch + (1.0 - core) * baselines)
         logits = forward_logits(explainer.classifier, torch.cat(inputs))
+        core_logits = logits[-count:] if core_weight > 0 else None
+        if core_weight > 0:
+            logits = logits[:-count]
         masked_logits = logits[:count]
         faithful = masked_logits.argmax(dim=1) == targets
         loss, _ = losses.medcam_loss(
@@ -176,4 +207,6 @@ def training_step(
             robustness_logits=logits[count : 2 * count] if use_robustness else None,
             removed_logits=logits[-count:] if weights.deletion > 0 else None,
         )
+        if core_logits is not None:
+            loss = loss + core_weight * core_loss(full_logits, core_logits, targets)
     return loss, float(faithful.float().mean())
