@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         CLASSIFIER_GROUPS,
         DATASETS,
         DEFAULT_METHODS,
+        MEDCAM_METHODS,
         METHODS,
         SPLITS,
         VARIANTS,
@@ -352,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="amortized / amortized+refine use the shipped amortised explainers (the zoo's: "
                             "its own, trained on first use; scripts/train_zoo.py --explainers) "
                             "(default: %(default)s)")
-    bench.add_argument("--baseline-area", default="medcam", choices=["medcam", "amortized", "amortized+refine"],
+    bench.add_argument("--baseline-area", default="medcam", choices=MEDCAM_METHODS,
                        help="the Med-CAM method whose area the ranking methods are cut to (default: %(default)s)")
     bench.add_argument("--amortized-prune", default="none", choices=PRUNE_CRITERIA,
                        help="prune the amortised masks (AmortizedMedCAM.explain(prune=...); default: %(default)s)")

@@ -8,12 +8,14 @@ these without loading torch.
 from medcam_dicom.data.names import DATASETS, DATASETS_2D, DATASETS_3D, VARIANTS
 
 __all__ = ["DATASETS", "DATASETS_2D", "DATASETS_3D", "VARIANTS", "METHODS", "DEFAULT_METHODS", "RANKING_METHODS",
-           "CLASSIFIER_GROUPS", "SPLITS", "ZOO_ARCHS"]
+           "MEDCAM_METHODS", "CLASSIFIER_GROUPS", "SPLITS", "ZOO_ARCHS"]
 
 METHODS = ("medcam", "gradcam", "gradcam++", "occlusion", "rise", "amortized", "amortized+refine")
 DEFAULT_METHODS = ("medcam", "gradcam", "gradcam++", "occlusion", "rise")
 #: the methods that rank voxels and are thresholded (to Med-CAM's area, and for minimality)
 RANKING_METHODS = ("gradcam", "gradcam++", "occlusion", "rise")
+#: the Med-CAM methods: their own masks are measured, and one of them sets the area the ranking methods are cut to
+MEDCAM_METHODS = ("medcam", "amortized", "amortized+refine")
 
 #: which classifiers a benchmark run explains: ``demo`` = the shipped demo classifier of each dataset
 #: (by ``--arch``); the others are groups of the classifier zoo (see ``medcam_dicom.benchmark.zoo``)

@@ -34,6 +34,7 @@ from medcam_dicom.benchmark.names import (
     DATASETS,
     DATASETS_2D,
     DEFAULT_METHODS,
+    MEDCAM_METHODS,
     METHODS,
     RANKING_METHODS,
     ZOO_ARCHS,
@@ -333,7 +334,7 @@ def run_benchmark(
     for name in methods:
         if name not in METHODS:
             raise ValueError(f"unknown method {name!r}; expected any of {METHODS}")
-    if baseline_area not in ("medcam", *AMORTIZED_METHODS) or baseline_area not in methods:
+    if baseline_area not in MEDCAM_METHODS or baseline_area not in methods:
         raise ValueError(f"baseline_area must be medcam or a Med-CAM method being run, got {baseline_area!r}")
     if amortized_prune not in PRUNE_CRITERIA:
         raise ValueError(f"amortized_prune must be one of {PRUNE_CRITERIA}, got {amortized_prune!r}")
@@ -390,7 +391,7 @@ def run_benchmark(
             reference = row[baseline_area]  # the ranking methods explain its target, cut to its area
             area = reference.area_fraction
             for name in methods:
-                if name == "medcam" or name in skipped or name in AMORTIZED_METHODS:
+                if name in MEDCAM_METHODS or name in skipped:
                     continue
                 try:
                     explanation, saliency = explain_at_area(
@@ -424,7 +425,7 @@ def run_benchmark(
         ran = [m for m in methods if m not in skipped]
         by_method = {m: summarise([r for r in results if r.method == m]) for m in ran}
         for name in ran:
-            if name == "medcam" or name in AMORTIZED_METHODS:
+            if name in MEDCAM_METHODS:
                 by_method[name]["minimality_ratio"] = minimality_ratio(results, name)
                 by_method[name]["minimality_ratio_probability"] = minimality_ratio(results, name, "probability")
         entry: dict[str, Any] = {"methods": by_method, "classifier": classifier.metrics, "dataset": dataset,
@@ -480,10 +481,10 @@ def summarise_splits(report: dict[str, Any], results: list[ImageResult]) -> dict
         chosen = [r for r in results if r.dataset in keys]
         methods = {r.method for r in chosen}
         rows = {}
-        medcam_first = sorted(methods, key=lambda m: (m != "medcam" and m not in AMORTIZED_METHODS, METHODS.index(m)))
+        medcam_first = sorted(methods, key=lambda m: (m not in MEDCAM_METHODS, METHODS.index(m)))
         for method in medcam_first:
             row = summarise([r for r in chosen if r.method == method])
-            if method == "medcam" or method in AMORTIZED_METHODS:
+            if method in MEDCAM_METHODS:
                 row["minimality_ratio"] = minimality_ratio(chosen, method)
                 row["minimality_ratio_probability"] = minimality_ratio(chosen, method, "probability")
             rows[method] = row

@@ -189,9 +189,9 @@ def training_step(
             core = core_masks(soft, config.threshold, generator)
             inputs.append(core * batch + (1.0 - core) * baselines)
         logits = forward_logits(explainer.classifier, torch.cat(inputs))
-        core_logits = logits[-count:] if core_weight > 0 else None
-        if core_weight > 0:
-            logits = logits[:-count]
+        core_logits = None
+        if core_weight > 0:  # the cores came last: split them off, the rest is laid out as without them
+            logits, core_logits = logits[:-count], logits[-count:]
         masked_logits = logits[:count]
         faithful = masked_logits.argmax(dim=1) == targets
         loss, _ = losses.medcam_loss(
