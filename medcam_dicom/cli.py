@@ -90,7 +90,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     report = run_benchmark(tuple(args.datasets), args.images, tuple(args.methods), _config(args), args.arch,
                            args.out, cross_check=not args.no_quantus, variant=args.variant,
                            group=args.classifiers, split=args.split, zoo_archs=tuple(args.zoo_archs),
-                           baseline_area=args.baseline_area, amortized_prune=args.amortized_prune)
+                           baseline_area=args.baseline_area, amortized_prune=args.amortized_prune,
+                           zoo_explainers=args.zoo_explainers)
     print_report(report)
     print(f"Table written to {args.out}/benchmark.json, gallery to {args.out}/gallery.png")
     return 0
@@ -373,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "part (default: %(default)s)")
     bench.add_argument("--zoo-archs", nargs="+", default=list(ZOO_ARCHS), choices=ZOO_ARCHS,
                        help="with a zoo group: only these architectures (default: all)")
+    bench.add_argument("--zoo-explainers", metavar="DIR",
+                       help="with a zoo group: read the plain classifiers' amortised explainers from DIR (another "
+                            "recipe: scripts/train_zoo.py --explainers --out DIR) instead of zoo/")
     bench.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override a MedCAMConfig setting, e.g. --set warm_start=none --set weights.area=50")
     bench.set_defaults(handler=_benchmark)

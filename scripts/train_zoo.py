@@ -5,6 +5,7 @@
     python scripts/train_zoo.py --archs vit-small --datasets ct --force
     python scripts/train_zoo.py --explainers --split tuning  # their amortised explainers (default loss)
     python scripts/train_zoo.py --explainers --core-weight 10 --out runs/core   # ... with the core term
+    python scripts/train_zoo.py --explainers --set weights.act=0 --out runs/act0  # ... with a loss setting
 
 Seeded and CPU-only: rerunning reproduces the checkpoints. See medcam_dicom/benchmark/zoo.py for the
 recipes and the tuning / held-out split.
@@ -25,6 +26,7 @@ from medcam_dicom.benchmark.zoo import (
     zoo_explainer_path,
     zoo_members,
 )
+from medcam_dicom.cli import _config as medcam_config  # the parser of `medcam-dicom ... --set`
 
 
 def main() -> None:
@@ -37,9 +39,13 @@ def main() -> None:
                         help="train the classifiers' amortised explainers instead (zoo/<dataset>-<arch>-explainer.pt)")
     parser.add_argument("--core-weight", type=float, default=0.0,
                         help="explainers: weight of the core term (AmortizedMedCAM.fit(core_weight=...); default 0)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="explainers: a MedCAMConfig setting of the loss, as in `medcam-dicom benchmark --set` "
+                             "(e.g. weights.act=0)")
     parser.add_argument("--out", type=Path,
                         help="explainers: write them to this folder instead of zoo/ (to compare recipes)")
     args = parser.parse_args()
+    config = medcam_config(argparse.Namespace(set=args.set)) if args.set else None
     members = zoo_members("plain", args.split, tuple(args.datasets), tuple(args.archs))
     for member in members if args.explainers else ():
         path = zoo_explainer_path(member) if args.out is None else args.out / zoo_explainer_path(member).name
@@ -51,7 +57,7 @@ def main() -> None:
                   "--explainers); skipped")
             continue
         started = time.perf_counter()
-        explainer = train_zoo_explainer(member, core_weight=args.core_weight)
+        explainer = train_zoo_explainer(member, core_weight=args.core_weight, config=config)
         path.parent.mkdir(parents=True, exist_ok=True)
         explainer.save(path)
         best = next(row for row in reversed(explainer.history) if row.get("best"))

@@ -171,6 +171,33 @@ def test_zoo_classifiers_get_their_own_amortised_explainer_compared_at_its_area(
     assert not report["datasets"]["ct/cnn/plain"]["skipped"]
 
 
+def test_zoo_explainers_of_another_recipe_are_read_from_their_folder(tmp_path, capsys):
+    from medcam_dicom.benchmark.zoo import ZooMember, load_zoo_classifier, zoo_explainer_path
+    from medcam_dicom.explain.amortized import AmortizedMedCAM
+
+    member = ZooMember("cnn", "ct", "plain")
+    classifier = load_zoo_classifier(member, progress=False)
+    # another "recipe": the shipped explainer with its last layer's bias raised, so that it keeps everything
+    other = AmortizedMedCAM.load(zoo_explainer_path(member), classifier.network)
+    with torch.no_grad():
+        other.network.head[-1].conv.bias.fill_(50.0)
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    other.save(recipe / zoo_explainer_path(member).name)
+    arguments = ["benchmark", "--classifiers", "plain", "--split", "tuning", "--datasets", "ct", "--zoo-archs", "cnn",
+                 "--images", "1", "--methods", "amortized", "--baseline-area", "amortized", "--no-quantus"]
+    assert main([*arguments, "--zoo-explainers", str(recipe), "--out", str(tmp_path / "run")]) == 0
+    report = json.loads((tmp_path / "run" / "benchmark.json").read_text())
+    assert report["zoo_explainers"] == str(recipe)
+    assert [r["area_fraction"] for r in report["images"]] == [1.0]  # the folder's explainer, not zoo/'s
+    # a folder without the member's explainer is an error naming the file, not a silent retraining
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*arguments, "--zoo-explainers", str(empty), "--out", str(tmp_path / "none")]) == 2
+    assert f"no explainer of {member.name} at {empty / zoo_explainer_path(member).name}" in capsys.readouterr().err
+    assert not (empty / zoo_explainer_path(member).name).exists()
+
+
 def test_demo_command_writes_pictures_and_summary(tmp_path):
     out = tmp_path / "demo"
     assert main(["demo", "--datasets", "ct3d", "--images", "1", "--max-steps", "5", "--out", str(out)]) == 0

@@ -312,6 +312,7 @@ def run_benchmark(
     zoo_archs: tuple[str, ...] = ZOO_ARCHS,
     baseline_area: str = "medcam",
     amortized_prune: str = "none",
+    zoo_explainers: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark and write ``benchmark.json`` and ``gallery.png`` into ``out_dir``.
 
@@ -324,7 +325,8 @@ def run_benchmark(
     (:func:`~medcam_dicom.benchmark.zoo.load_zoo_explainer`, trained on first use). ``baseline_area``: the
     Med-CAM method whose area the ranking methods are cut to (``medcam``, or ``amortized`` /
     ``amortized+refine`` to compare the amortised explainer at equal area); ``amortized_prune``: the
-    amortised explainer's ``prune`` (see :meth:`AmortizedMedCAM.explain`).
+    amortised explainer's ``prune`` (see :meth:`AmortizedMedCAM.explain`); ``zoo_explainers``: a folder
+    holding the zoo's amortised explainers of another recipe, read instead of ``zoo/``'s.
 
     Per image and method: sufficiency (decision kept, masked probability), comprehensiveness (the target
     probability after the mask is blurred away, decision flipped), the null check (share of random smooth
@@ -344,7 +346,9 @@ def run_benchmark(
     report: dict[str, Any] = {"config": config.to_dict(), "arch": arch, "images_per_dataset": images,
                               "baseline_area": baseline_area, "amortized_prune": amortized_prune,
                               "variant": variant, "group": group, "split": split,
-                              "zoo_archs": list(zoo_archs), "datasets": {},
+                              "zoo_archs": list(zoo_archs),
+                              "zoo_explainers": None if zoo_explainers is None else str(zoo_explainers),
+                              "datasets": {},
                               "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     gallery_rows = []
     all_results: list[ImageResult] = []
@@ -359,7 +363,7 @@ def run_benchmark(
         if set(methods) & set(AMORTIZED_METHODS):
             amortized = (explainers or {}).get(dataset) if run.training == "demo" else None
             if amortized is None and run.member is not None:  # the zoo: trained on first use, then kept
-                amortized = load_zoo_explainer(run.member, classifier, config, progress)
+                amortized = load_zoo_explainer(run.member, classifier, config, progress, zoo_explainers)
             elif amortized is None:
                 amortized = load_explainer(dataset, classifier, config)
         rankers = {name: _ranking_method(name, network) for name in methods if name in RANKING_METHODS}

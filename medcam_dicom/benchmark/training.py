@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -210,7 +211,8 @@ def train_explainer(
     explainer = AmortizedMedCAM(classifier.network, config=config)
     explainer.metadata = {"dataset": dataset, "classifier_arch": classifier.arch, "train_images": train_images,
                           "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                          "train_seed": EXPLAINER_SEED, **({"core_weight": core_weight} if core_weight else {})}
+                          "train_seed": EXPLAINER_SEED, **({"core_weight": core_weight} if core_weight else {}),
+                          **({"loss_weights": dataclasses.asdict(config.weights)} if config is not None else {})}
     explainer.fit(
         classifier.preprocess(train.images), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         val=(classifier.preprocess(validation.images), validation.lesions), checkpoint=checkpoint,

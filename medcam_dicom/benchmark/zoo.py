@@ -118,10 +118,12 @@ def zoo_explainer_path(member: ZooMember) -> Path:
 EXPLAINER_EPOCHS, EXPLAINER_IMAGES = 8, 1024
 
 
-def train_zoo_explainer(member: ZooMember, progress: bool = True, core_weight: float = 0.0) -> AmortizedMedCAM:
+def train_zoo_explainer(member: ZooMember, progress: bool = True, core_weight: float = 0.0,
+                        config: MedCAMConfig | None = None) -> AmortizedMedCAM:
     """Train the amortised explainer of a plain zoo classifier with the default Med-CAM loss (seeded data,
     validated on the validation seed's lesions), as a user would train one for their own classifier;
-    ``core_weight``: :meth:`AmortizedMedCAM.fit`'s core term (0: off, the shipped explainers' recipe)."""
+    ``core_weight``: :meth:`AmortizedMedCAM.fit`'s core term (0: off, the shipped explainers' recipe);
+    ``config``: the loss's settings (``None``: the defaults, the shipped recipe)."""
     from medcam_dicom.benchmark.training import train_explainer
 
     if member.training != "plain":
@@ -129,14 +131,21 @@ def train_zoo_explainer(member: ZooMember, progress: bool = True, core_weight: f
                          "(scripts/train_demo_models.py --explainers trains the demo ones)")
     classifier = load_zoo_classifier(member, progress)
     return train_explainer(classifier, train_images=EXPLAINER_IMAGES, epochs=EXPLAINER_EPOCHS, progress=progress,
-                           core_weight=core_weight)
+                           core_weight=core_weight, config=config)
 
 
 def load_zoo_explainer(member: ZooMember, classifier: TrainedClassifier, config: MedCAMConfig | None = None,
-                       progress: bool = True) -> AmortizedMedCAM:
-    """The amortised explainer of a zoo member, trained and saved first when its file is missing."""
+                       progress: bool = True, directory: str | Path | None = None) -> AmortizedMedCAM:
+    """The amortised explainer of a zoo member, trained and saved first when its file is missing;
+    ``directory``: read a plain member's from this folder instead (explainers trained with another recipe,
+    ``scripts/train_zoo.py --explainers --out DIR``), where a missing file is an error."""
     path = zoo_explainer_path(member)
-    if not path.is_file():
+    if directory is not None and member.training == "plain":
+        path = Path(directory) / path.name
+        if not path.is_file():
+            raise ValueError(f"no explainer of {member.name} at {path}; train it with "
+                             f"scripts/train_zoo.py --explainers --out {directory}")
+    elif not path.is_file():
         if member.training == "masking":
             raise ValueError(f"no demo explainer at {path}; run scripts/train_demo_models.py --explainers")
         explainer = train_zoo_explainer(member, progress)
