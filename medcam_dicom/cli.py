@@ -44,11 +44,14 @@ def _setting(item: str) -> dict:
     return {key: value}
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, amortized: bool = False):
+    """The MedCAMConfig of ``--set``/``--max-steps``/``--seed`` on top of the defaults (``amortized``: of
+    :meth:`MedCAMConfig.amortized`, the amortised explainer's training defaults)."""
     from medcam_dicom.explain.config import MedCAMConfig
 
     try:
-        return MedCAMConfig(**_medcam_overrides(args))  # a partial "weights" dict keeps the other defaults
+        # a partial "weights" dict keeps the other defaults
+        return (MedCAMConfig.amortized if amortized else MedCAMConfig)(**_medcam_overrides(args))
     except (TypeError, ValueError) as error:
         raise SystemExit(f"--set: {error}") from error
 

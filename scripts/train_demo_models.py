@@ -48,9 +48,14 @@ FINE_TUNING = {"ct3d": (4, 1500, 0.5, 5e-4, 1)}
 
 # amortised explainers: epochs over this many generated images (2D datasets) ...
 EXPLAINER_EPOCHS, EXPLAINER_IMAGES = 8, 2048
+# ... the 2D ones keep the paper's loss (with the activation term): retrained with the amortised default
+# (no activation term) they were better unpruned but worse with the `preserved` pruning their descriptions
+# use (precision 0.788 vs 0.813 over the four masking-trained classifiers; docs/benchmark.md) ...
+PAPER_LOSS = {"set": ["weights.act=10"]}
 # ... and the 3D one's recipe: without the activation term and with three times the area weight (on the
 # default loss its masks were 2-3x the lesion's size); chosen on the validation volumes (docs/benchmark.md, 3D)
 EXPLAINER_RECIPES = {
+    "ct": PAPER_LOSS, "mr": PAPER_LOSS, "fundus": PAPER_LOSS, "histology": PAPER_LOSS,
     "ct3d": {"epochs": 10, "train_images": 1024, "batch_size": 8, "validation_images": 64,
              "set": ["weights.act=0", "weights.area=300"]},
 }
@@ -85,7 +90,7 @@ def main() -> None:
         for dataset in args.datasets:
             recipe = EXPLAINER_RECIPES.get(dataset, {})
             settings = args.set or recipe.get("set")
-            config = medcam_config(argparse.Namespace(set=settings)) if settings else None
+            config = medcam_config(argparse.Namespace(set=settings), amortized=True) if settings else None
             classifier = TrainedClassifier.load(args.classifier or demo_checkpoint_path(dataset, args.arch))
             explainer = train_explainer(classifier, epochs=args.epochs or recipe.get("epochs", EXPLAINER_EPOCHS),
                                         train_images=args.train_images or recipe.get("train_images", EXPLAINER_IMAGES),

@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path,
                         help="explainers: write them to this folder instead of zoo/ (to compare recipes)")
     args = parser.parse_args()
-    config = medcam_config(argparse.Namespace(set=args.set)) if args.set else None
+    config = medcam_config(argparse.Namespace(set=args.set), amortized=True) if args.set else None
     members = zoo_members("plain", args.split, tuple(args.datasets), tuple(args.archs))
     for member in members if args.explainers else ():
         path = zoo_explainer_path(member) if args.out is None else args.out / zoo_explainer_path(member).name

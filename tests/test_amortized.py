@@ -170,6 +170,30 @@ def test_the_core_term_asks_a_level_of_the_mask_to_keep_the_decision_too(trained
         explainer.fit(val[:4], epochs=1, core_weight=-1.0, progress=False)
 
 
+def test_the_amortised_explainer_trains_without_the_activation_term_unless_told(trained_on_blobs):
+    from medcam_dicom.explain.amortized_training import training_step
+
+    # the amortised defaults: per-image Med-CAM's without the activation-matching term; single weights on top
+    config = MedCAMConfig.amortized(seed=3, weights={"area": 50.0})
+    assert (config.weights.act, config.weights.area, config.seed) == (0.0, 50.0, 3)
+    assert config.weights.ce == MedCAMConfig().weights.ce
+    assert MedCAMConfig.amortized(weights={"act": 10.0}).weights.act == 10.0  # the paper's loss, when asked
+    assert MedCAMConfig().weights.act > 0  # per-image Med-CAM keeps the paper's term
+    assert AmortizedMedCAM(BlobDetector()).config.weights.act == 0.0
+    # the weight reaches the training loss: the same step costs more with the activation term
+    explainer, val, _ = trained_on_blobs
+    layers = explainer.medcam.matched_layers(val[0])
+    fixture_act, losses = explainer.config.weights.act, []
+    try:
+        for act in (0.0, 10.0):
+            explainer.config.weights.act = act
+            step = training_step(explainer, val[:4], layers, torch.Generator().manual_seed(1), 0.0)
+            losses.append(step[0].item())
+    finally:
+        explainer.config.weights.act = fixture_act
+    assert losses[1] > losses[0]
+
+
 def test_fit_accepts_a_dataloader_of_dicts():
     classifier = BlobDetector()
     images, _ = blob_dataset(8, seed=2)

@@ -212,7 +212,7 @@ def train_explainer(
     explainer.metadata = {"dataset": dataset, "classifier_arch": classifier.arch, "train_images": train_images,
                           "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                           "train_seed": EXPLAINER_SEED, **({"core_weight": core_weight} if core_weight else {}),
-                          **({"loss_weights": dataclasses.asdict(config.weights)} if config is not None else {})}
+                          "loss_weights": dataclasses.asdict(explainer.config.weights)}
     explainer.fit(
         classifier.preprocess(train.images), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         val=(classifier.preprocess(validation.images), validation.lesions), checkpoint=checkpoint,

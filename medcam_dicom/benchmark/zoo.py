@@ -120,10 +120,10 @@ EXPLAINER_EPOCHS, EXPLAINER_IMAGES = 8, 1024
 
 def train_zoo_explainer(member: ZooMember, progress: bool = True, core_weight: float = 0.0,
                         config: MedCAMConfig | None = None) -> AmortizedMedCAM:
-    """Train the amortised explainer of a plain zoo classifier with the default Med-CAM loss (seeded data,
-    validated on the validation seed's lesions), as a user would train one for their own classifier;
-    ``core_weight``: :meth:`AmortizedMedCAM.fit`'s core term (0: off, the shipped explainers' recipe);
-    ``config``: the loss's settings (``None``: the defaults, the shipped recipe)."""
+    """Train the amortised explainer of a plain zoo classifier with :class:`AmortizedMedCAM`'s default loss
+    (seeded data, validated on the validation seed's lesions), as a user would train one for their own
+    classifier; ``core_weight``: :meth:`AmortizedMedCAM.fit`'s core term (0: off, the shipped explainers'
+    recipe); ``config``: the loss's settings (``None``: :meth:`MedCAMConfig.amortized`, the shipped recipe)."""
     from medcam_dicom.benchmark.training import train_explainer
 
     if member.training != "plain":

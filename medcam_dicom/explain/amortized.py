@@ -67,9 +67,10 @@ class AmortizedMedCAM:
             modified.
         layers: matched layer names, as for :class:`MedCAM` (``None`` = the documented default). Their
             spatial feature maps also feed the explainer network (:class:`FeatureMaskDecoder`).
-        config: :class:`MedCAMConfig`: loss weights, baseline and robustness backgrounds are shared with
-            per-image Med-CAM; ``min_steps`` sets the polishing steps of ``refine_steps="auto"`` and the
-            refinement uses its learning rate and stopping rule.
+        config: :class:`MedCAMConfig`: the loss (its weights, baseline and robustness backgrounds; the
+            loss function is per-image Med-CAM's); ``min_steps`` sets the polishing steps of
+            ``refine_steps="auto"`` and the refinement uses its learning rate and stopping rule. ``None`` =
+            :meth:`MedCAMConfig.amortized`: the defaults without the activation-matching term.
         device: where to train and explain; ``None`` = where the classifier's parameters are.
         width: channels of the decoder.
         coarseness: the mask is predicted at ``1/coarseness`` of the image resolution and interpolated.
@@ -88,6 +89,7 @@ class AmortizedMedCAM:
             raise ValueError(f"width must be >= 1, got {width}")
         if coarseness < 1:
             raise ValueError(f"coarseness must be >= 1, got {coarseness}")
+        config = config if config is not None else MedCAMConfig.amortized()
         self.medcam = MedCAM(classifier, layers=layers, config=config, device=device)
         self.classifier = classifier
         self.config = self.medcam.config
