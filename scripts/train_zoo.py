@@ -5,7 +5,7 @@
     python scripts/train_zoo.py --archs vit-small --datasets ct --force
     python scripts/train_zoo.py --explainers --split tuning  # their amortised explainers (default loss)
     python scripts/train_zoo.py --explainers --core-weight 10 --out runs/core   # ... with the core term
-    python scripts/train_zoo.py --explainers --set weights.act=0 --out runs/act0  # ... with a loss setting
+    python scripts/train_zoo.py --explainers --set weights.act=10 --out runs/paper  # ... with a loss setting
 
 Seeded and CPU-only: rerunning reproduces the checkpoints. See medcam_dicom/benchmark/zoo.py for the
 recipes and the tuning / held-out split.
