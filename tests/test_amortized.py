@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader
 from medcam_dicom import AmortizedMedCAM, MedCAMConfig
 from medcam_dicom.benchmark.training import TEST_SEED
 from medcam_dicom.data.synthetic import generate
-from medcam_dicom.explain.verification import verify_mask
+from medcam_dicom.explain.losses import target_log_odds
+from medcam_dicom.explain.verification import apply_mask, verify_mask
 from medcam_dicom.models.demo import TrainedClassifier, demo_explainer_path, load_demo_classifier
 from tests.conftest import BlobDetector, blob_image
 
@@ -112,6 +113,33 @@ def test_pruning_cuts_faithful_masks_to_the_smallest_level_that_keeps_the_decisi
             >= explainer.explain(image, prune="decision").area_fraction)
     with pytest.raises(ValueError, match="prune must be one of"):
         explainer.explain(image, prune="smallest")
+
+
+def test_sufficient_pruning_grows_a_mask_short_of_the_full_image_until_it_is_as_convincing(
+    trained_on_blobs, tmp_path
+):
+    explainer, val, disks = trained_on_blobs
+    explainer.save(tmp_path / "explainer.pt")
+    # the level search's smallest faithful level (2 % of the image) keeps the decision on part of the
+    # blob, at lower log-odds than the full image's: "sufficient" grows it along the decoder's ranking,
+    # "preserved" only tries its own levels
+    settings = dict(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,), threshold=0.999)
+    growing = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier, config=MedCAMConfig(**settings))
+    for image, disk in zip(val[:4], disks[:4]):
+        baseline = growing.medcam.baseline(image)
+        full = _log_odds(explainer.classifier, image)
+        short = growing.explain(image, refine_steps=1, prune="preserved")
+        assert short.faithful and _log_odds(explainer.classifier, apply_mask(image, short.mask, baseline)) < full - 1
+        grown = growing.explain(image, refine_steps=1, prune="sufficient")
+        assert grown.faithful and grown.area_fraction > short.area_fraction
+        assert _log_odds(explainer.classifier, apply_mask(image, grown.mask, baseline)) >= full - 1e-4
+        assert grown.masked_probability >= grown.probability - 1e-6 and bool(grown.mask[short.mask].all())
+        assert (grown.mask & disk).sum() >= 0.8 * disk.sum()
+
+
+def _log_odds(classifier: torch.nn.Module, image: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(target_log_odds(classifier(image.unsqueeze(0)), torch.tensor([1])))
 
 
 def test_save_and_load_give_identical_masks(trained_on_blobs, tmp_path):
@@ -301,6 +329,8 @@ def test_description_explainer_errors_name_the_problem(tmp_path):
     pruning = parse_description({**base, "explainer": {"amortized": "demo", "prune": "decision"}})
     assert pruning.explainer.prune == "decision" and pruning.fingerprint() != parse_description(
         {**base, "explainer": {"amortized": "demo"}}).fingerprint()
+    sufficient = parse_description({**base, "explainer": {"amortized": "demo", "prune": "sufficient"}})
+    assert sufficient.explainer.prune == "sufficient" and sufficient.fingerprint() != pruning.fingerprint()
     per_image = parse_description({**base, "explainer": {"per_image": True}})
     assert per_image.explainer.kind == "per_image" and per_image.fingerprint() != parse_description(
         {**base, "explainer": {"amortized": "demo"}}).fingerprint()

@@ -87,6 +87,37 @@ def test_a_mask_short_of_the_full_image_grows_along_the_scores_until_it_is_not()
     )
 
 
+def test_sufficient_grows_a_mask_still_short_over_the_image_an_empty_one_too_until_the_whole_image_ends_it():
+    classifier = BlobDetector().eval()
+    image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
+    baseline, empty = torch.zeros_like(image), torch.zeros((32, 32), dtype=torch.bool)
+    odds = _full_odds(classifier, image)
+    assert _full_odds(classifier, apply_mask(image, empty, baseline)) < 0  # blurred away, the blob is gone
+    # an empty mask (the explainer found nothing) grows along its ranking to 5 % of the image: the disk
+    grown = prune_mask(classifier, image, baseline, empty, _closeness(32, (10, 20)), 1, odds, "sufficient",
+                       image_fractions=(0.02, 0.05, 0.1, 1.0))
+    assert int(grown.sum()) == round(0.05 * 32 * 32) and bool(grown[disk].all())
+    assert _full_odds(classifier, apply_mask(image, grown, baseline)) >= odds
+    # ranked away from the disk, half the image misses it: the whole image, the full image itself, ends it
+    far = _closeness(32, (31, 0))
+    assert not bool(prune_mask(classifier, image, baseline, empty, far, 1, odds, "sufficient",
+                               image_fractions=(0.5,)).any())
+    whole = prune_mask(classifier, image, baseline, empty, far, 1, odds, "sufficient", image_fractions=(0.5, 1.0))
+    assert bool(whole.all())
+    # a non-empty mask past its own growth levels grows the same way, keeping all of itself
+    corner = _square(32, 28, 0, 4)
+    grown = prune_mask(classifier, image, baseline, corner, _closeness(32, (10, 20)), 1, odds, "sufficient",
+                       fractions=(0.5, 2.0), image_fractions=(0.1, 1.0))
+    assert int(grown.sum()) == round(0.1 * 32 * 32) and bool(grown[corner].all()) and bool(grown[disk].all())
+    # "preserved" and "decision" never grow over the image
+    for criterion in ("preserved", "decision"):
+        assert not bool(prune_mask(classifier, image, baseline, empty, far, 1, odds, criterion,
+                                   image_fractions=(0.5, 1.0)).any())
+        kept = prune_mask(classifier, image, baseline, corner, _closeness(32, (10, 20)), 1, odds, criterion,
+                          fractions=(0.5, 2.0), image_fractions=(0.1, 1.0))
+        assert int(kept.sum()) <= 2 * int(corner.sum())  # its own levels only
+
+
 def test_decision_criterion_prunes_at_least_as_far_as_preserved():
     classifier = BlobDetector().eval()
     image, _ = blob_image(size=32, centre=(10, 20), radius=4.0)
@@ -113,10 +144,16 @@ def test_medcam_with_pruning_returns_a_smaller_verified_mask(fast_config):
     assert not (pruned.mask & ~plain.mask).any()
     assert torch.equal(pruned.soft_mask, plain.soft_mask)  # the optimisation itself is unchanged
     assert (pruned.mask & disk).sum() >= 0.5 * pruned.mask.sum()
+    # per-image Med-CAM takes the same criteria: "sufficient" is never below the full image's conviction
+    sufficient = MedCAM(classifier, config=MedCAMConfig(**{**fast_config.__dict__, "prune": "sufficient"}))
+    explanation = sufficient.explain(image, target=1)
+    assert explanation.faithful and explanation.masked_probability >= explanation.probability - 1e-6
     with pytest.raises(ValueError, match="prune"):
         MedCAMConfig(prune="smallest")
     with pytest.raises(ValueError, match="prune_fractions"):
         MedCAMConfig(prune_fractions=(0.5, 0.0))
+    with pytest.raises(ValueError, match="prune_image_fractions"):
+        MedCAMConfig(prune_image_fractions=(0.5, 1.5))
 
 
 def test_the_classifiers_gradient_ranks_the_blob_above_the_fringe_of_a_mask():

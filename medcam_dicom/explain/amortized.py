@@ -28,7 +28,7 @@ from medcam_dicom.checkpoints import load_checkpoint, save_checkpoint
 from medcam_dicom.explain.amortized_network import ClassMaskNetwork, FeatureMaskDecoder
 from medcam_dicom.explain.amortized_training import train_amortized
 from medcam_dicom.explain.batches import as_batch
-from medcam_dicom.explain.config import PRUNE_CRITERIA, MedCAMConfig
+from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_SHRINK_FRACTIONS, MedCAMConfig
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import FeatureRecorder
 from medcam_dicom.explain.losses import target_log_odds
@@ -297,7 +297,11 @@ class AmortizedMedCAM:
         Med-CAM: ``"none"`` (default) = kept as it is; ``"decision"`` / ``"preserved"`` = the smallest
         level of it along the explainer's own ranking (the decoder's logits, or the refined soft mask)
         that keeps the decision / is also as convincing as the full image
-        (:func:`~medcam_dicom.explain.pruning.prune_mask`; one batched classifier pass of 12 masks).
+        (:func:`~medcam_dicom.explain.pruning.prune_mask`; one batched classifier pass of 12 masks);
+        ``"sufficient"`` = as ``"preserved"``, and a mask none of whose levels is as convincing as the full
+        image (an empty one too) grows along the same ranking over ``config.prune_image_fractions`` of the
+        image until it is (a second batch; the whole image ends it): the masked probability is then never
+        below the full image's.
         Measured on the 3D demo classifier: the amortised mask is 2-3 times the finding's size and the
         decision-pruned one lies on it (docs/benchmark.md, "3D").
         """
@@ -352,7 +356,7 @@ class AmortizedMedCAM:
         (``full_odds``: the full image's target log-odds) and its figures by the pruned mask's: area,
         masked probability, null check redone."""
         pruned = prune_mask(self.classifier, image, baseline, result.mask, scores, result.target, full_odds,
-                            criterion)
+                            criterion, PRUNE_SHRINK_FRACTIONS, self.config.prune_image_fractions)
         if torch.equal(pruned, result.mask.bool().cpu()):
             return
         faithful, masked_probability = verify_mask(self.classifier, image, pruned, result.target, baseline)

@@ -12,12 +12,16 @@ from typing import Any
 BASELINES = ("zero", "mean", "blur", "noise")
 ROBUSTNESS_BACKGROUNDS = ("zero", "blur", "gaussian", "uniform")
 WARM_STARTS = ("none", "occlusion", "gradcam")
-PRUNE_CRITERIA = ("none", "preserved", "decision")
+PRUNE_CRITERIA = ("none", "preserved", "decision", "sufficient")
 PRUNE_RANKINGS = ("soft", "gradient")
 #: the pruning's levels, as fractions of the optimised mask's voxel count: shrinking, and growing (for a
 #: mask that falls short of the full image's probability)
 PRUNE_SHRINK_FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 PRUNE_GROW_FRACTIONS = (1.25, 1.5, 2.0, 3.0)
+#: the areas, as fractions of the image, the ``"sufficient"`` pruning grows a mask that still falls short
+#: of the full image's probability to along its ranking (an empty one too), up to the whole image: 0.25 %
+#: to 100 %, each 20 % above the last (the grid of the benchmark's minimality search)
+PRUNE_IMAGE_FRACTIONS = tuple(min(1.0, round(0.0025 * 1.2**k, 6)) for k in range(34)) + (1.0,)
 #: the loss weights :meth:`MedCAMConfig.amortized` changes: the amortised explainer is trained without the
 #: activation-matching term (chosen on the benchmark's tuning split; docs/benchmark.md)
 AMORTIZED_WEIGHTS = {"act": 0.0}
@@ -128,7 +132,9 @@ class MedCAMConfig:
         threshold: soft-mask value above which a voxel is evidence.
         prune: after the optimisation, keep the smallest level set of the soft mask (``prune_fractions``
             of the mask's voxels, one batched pass) that passes: ``"preserved"`` = keeps the decision and
-            is at least as convincing as the full image (else as the unpruned mask); ``"decision"`` =
+            is at least as convincing as the full image (else as the unpruned mask); ``"sufficient"`` =
+            always as convincing as the full image: as ``"preserved"``, and a mask no level of which gets
+            there grows over the image (``prune_image_fractions``) until it does; ``"decision"`` =
             keeps the decision; ``"none"`` = the optimised mask as it is (see
             :mod:`medcam_dicom.explain.pruning`). Default ``"preserved"``.
         prune_ranking: what orders the voxels the pruning keeps: ``"soft"`` (default) = the optimised soft
@@ -139,6 +145,9 @@ class MedCAMConfig:
             out precision 0.744 -> 0.765; not the default.
         prune_fractions: the fractions of the mask's voxel count the pruning tries; above 1 the mask
             grows along the soft mask (for a mask that falls short of the full image's probability).
+        prune_image_fractions: ``"sufficient"`` only: when no level of ``prune_fractions`` reaches the full
+            image's probability, the mask (an empty one too) keeps growing along its ranking to these
+            fractions of the image, up to the whole image (which always reaches it).
         null_masks: random smooth masks of the explanation's area classified for the null check
             (``Explanation.random_keep``; one batched pass); 0 skips it.
         null_limit: the share of those random masks keeping the decision from which the explanation is
@@ -177,6 +186,7 @@ class MedCAMConfig:
     prune: str = "preserved"
     prune_ranking: str = "soft"
     prune_fractions: tuple[float, ...] = PRUNE_SHRINK_FRACTIONS + PRUNE_GROW_FRACTIONS
+    prune_image_fractions: tuple[float, ...] = PRUNE_IMAGE_FRACTIONS
     null_masks: int = 32
     null_limit: float = 0.25
     seed: int = 0
@@ -189,6 +199,7 @@ class MedCAMConfig:
         self.unet_strides = tuple(self.unet_strides)
         self.warm_start_levels = tuple(float(v) for v in self.warm_start_levels)
         self.prune_fractions = tuple(float(v) for v in self.prune_fractions)
+        self.prune_image_fractions = tuple(float(v) for v in self.prune_image_fractions)
         self.warm_start_logits = (float(self.warm_start_logits[0]), float(self.warm_start_logits[1]))
         if self.layer_weights is not None:
             self.layer_weights = tuple(float(w) for w in self.layer_weights)
@@ -260,6 +271,11 @@ class MedCAMConfig:
             raise ValueError(
                 f"MedCAMConfig.prune_fractions must be positive multiples of the mask (< 100), "
                 f"got {self.prune_fractions}"
+            )
+        if any(not 0.0 < v <= 1.0 for v in self.prune_image_fractions):
+            raise ValueError(
+                f"MedCAMConfig.prune_image_fractions must be fractions of the image in (0, 1], "
+                f"got {self.prune_image_fractions}"
             )
         if self.mask_grid < 1:
             raise ValueError(f"MedCAMConfig.mask_grid must be >= 1, got {self.mask_grid}")

@@ -45,16 +45,23 @@ def level_masks(mask: torch.Tensor, scores: torch.Tensor, fractions: Sequence[fl
     """Boolean masks ``(L, *spatial)``, one per fraction of ``mask``'s voxel count: up to 1, the top
     ``fraction`` of ``mask``'s voxels by ``scores``; above 1, all of ``mask`` plus the best-scoring voxels
     outside it (the mask grown along the score). At least one voxel; exact counts, ties broken by position."""
+    count = int(mask.bool().sum())
+    return ranked_levels(mask, scores, [max(1, round(fraction * count)) for fraction in fractions])
+
+
+def ranked_levels(mask: torch.Tensor, scores: torch.Tensor, counts: Sequence[int]) -> torch.Tensor:
+    """Boolean masks ``(L, *spatial)`` of exactly ``counts[i]`` voxels each (capped at the image): the
+    voxels of ``mask`` first, then those outside it, each part ordered by ``scores`` (ties by position).
+    A count up to ``mask``'s is the top of the mask; above it, the mask grown along the score."""
     inside = mask.bool().flatten()
-    count = int(inside.sum())
     flat = scores.detach().flatten().float()
     # every voxel of the mask ranks above every voxel outside it; within each, by score
     parts = [part.nonzero().squeeze(1) for part in (inside, ~inside)]
     order = torch.cat([idx[flat[idx].argsort(descending=True, stable=True)] for idx in parts])
-    levels = torch.zeros((len(fractions), inside.numel()), dtype=torch.bool)
-    for row, fraction in enumerate(fractions):
-        levels[row, order[: max(1, min(inside.numel(), round(fraction * count)))]] = True
-    return levels.view(len(fractions), *mask.shape)
+    levels = torch.zeros((len(counts), inside.numel()), dtype=torch.bool)
+    for row, count in enumerate(counts):
+        levels[row, order[: max(0, min(inside.numel(), int(count)))]] = True
+    return levels.view(len(counts), *mask.shape)
 
 
 def prune_mask(
@@ -67,35 +74,72 @@ def prune_mask(
     full_log_odds: float,
     criterion: str = "preserved",
     fractions: Sequence[float] = PRUNE_SHRINK_FRACTIONS,
+    image_fractions: Sequence[float] = (),
 ) -> torch.Tensor:
     """The smallest level of ``mask`` (see :func:`level_masks`, ranked by ``scores``, e.g. the soft mask)
     that passes ``criterion`` on ``image`` ``(C, *spatial)`` hard-masked onto ``baseline``; ``mask``
-    itself when it is empty, the criterion is ``"none"`` or no other level does better. One batched
-    classifier pass of ``len(fractions) + 1`` images.
+    itself when the criterion is ``"none"`` or no other level does better. One batched classifier pass
+    of ``len(fractions) + 1`` images (a second one when the image-wide growth runs).
 
     ``"decision"``: the smallest level keeping the decision. ``"preserved"``: the smallest level keeping
     the decision with target log-odds at least the full image's; when no level reaches that, the smallest
     level up to the whole mask that keeps the decision and is at least as convincing as the whole mask.
     Fractions above 1 let a mask that falls short of the full image grow until it does not.
+    ``"sufficient"``: as ``"preserved"``, but when no level of ``fractions`` reaches the full image's
+    log-odds, the mask - an empty one too - keeps growing along ``scores`` to ``image_fractions`` of the
+    image (a second batch) until it does; with 1.0 among them the whole image, which is the full image
+    itself, ends the search, so the result is always as convincing as the full image.
     """
     if criterion not in PRUNE_CRITERIA:
         raise ValueError(f"unknown prune criterion {criterion!r}; expected any of {PRUNE_CRITERIA}")
-    mask = mask.bool().cpu()
-    if criterion == "none" or not bool(mask.any()):
+    mask, scores = mask.bool().cpu(), scores.cpu()
+    count = int(mask.sum())
+    grows = criterion == "sufficient" and bool(image_fractions)
+    if criterion == "none" or (count == 0 and not grows):
         return mask
-    levels = sorted(set(float(f) for f in fractions) | {1.0})
-    whole = levels.index(1.0)
-    candidates = level_masks(mask, scores.cpu(), levels)  # level 1.0 is the mask itself
-    with evaluation_mode(classifier), torch.no_grad():
-        logits = forward_logits(classifier, apply_mask(image, candidates.to(image.device), baseline)).float()
-    odds = target_log_odds(logits, torch.full((len(levels),), target, device=logits.device)).cpu()
-    kept = (logits.argmax(dim=1) == target).cpu()
+    counts = sorted({max(1, round(float(f) * count)) for f in fractions} | {count}) if count else [0]
+    whole = counts.index(count)
+    candidates = ranked_levels(mask, scores, counts)  # candidates[whole] is the mask itself
+    kept, odds = _kept_and_odds(classifier, image, baseline, candidates, target)
     if criterion == "decision":
         passing = kept
     else:
         passing = kept & (odds >= full_log_odds)
+        if not bool(passing.any()) and grows:
+            grown = _grown_level(classifier, image, baseline, mask, scores, target, full_log_odds,
+                                 image_fractions, above=counts[-1])
+            if grown is not None:
+                return grown
         if not bool(passing.any()):
             passing = kept & (odds >= odds[whole])
             passing[whole + 1 :] = False
     chosen = int(passing.nonzero()[0]) if bool(passing.any()) else whole
     return candidates[chosen]
+
+
+def _kept_and_odds(
+    classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, masks: torch.Tensor, target: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whether each of ``masks`` keeps ``target`` the top-1 class, and its target log-odds (one batch)."""
+    with evaluation_mode(classifier), torch.no_grad():
+        logits = forward_logits(classifier, apply_mask(image, masks.to(image.device), baseline)).float()
+    odds = target_log_odds(logits, torch.full((len(masks),), target, device=logits.device)).cpu()
+    return (logits.argmax(dim=1) == target).cpu(), odds
+
+
+def _grown_level(
+    classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor,
+    scores: torch.Tensor, target: int, full_log_odds: float, image_fractions: Sequence[float], above: int,
+) -> torch.Tensor | None:
+    """The smallest of ``mask`` grown along ``scores`` to ``image_fractions`` of the image (those larger
+    than ``above`` voxels) that keeps the decision at the full image's log-odds; ``None`` if none does."""
+    counts = sorted({min(mask.numel(), round(float(a) * mask.numel())) for a in image_fractions} - {0})
+    counts = [c for c in counts if c > above]
+    if not counts:
+        return None
+    candidates = ranked_levels(mask, scores, counts)
+    kept, odds = _kept_and_odds(classifier, image, baseline, candidates, target)
+    # the level covering the whole image is the full image itself: batched and single passes differ in the
+    # 7th digit, so its log-odds are not compared with the full image's
+    passing = kept & ((odds >= full_log_odds) | (torch.tensor(counts) == mask.numel()))
+    return candidates[int(passing.nonzero()[0])] if bool(passing.any()) else None

@@ -24,7 +24,7 @@ A description is a YAML or JSON file::
     explainer: {amortized: demo, refine: auto}   # optional: a trained AmortizedMedCAM checkpoint (a
                                        # path, or "demo" for the shipped one of a demo classifier);
                                        # refine: auto | steps | 0; prune: none | decision | preserved
-                                       # (default none). Without it: per-image Med-CAM
+                                       # | sufficient (default none). Without it: per-image Med-CAM
     max_pixels: 268435456              # larger series are refused (default: 1,024 slices of 512 x 512)
 
 Relative paths are resolved against the description file's folder. The shipped descriptions (``demo-ct``,
@@ -102,8 +102,8 @@ class ExplainerSpec:
     the :class:`~medcam_dicom.AmortizedMedCAM` checkpoint at ``checkpoint`` (``"demo"`` = the one shipped
     with a demo classifier), refining unfaithful masks for up to ``refine`` steps (``"auto"`` =
     the level search and ``medcam.min_steps`` polishing steps, see :meth:`AmortizedMedCAM.explain`) and
-    cutting faithful masks to their smallest level passing ``prune`` (``"none"``, ``"decision"`` or
-    ``"preserved"``; the per-image explainer prunes by ``medcam.prune`` instead)."""
+    cutting faithful masks to their smallest level passing ``prune`` (``"none"``, ``"decision"``,
+    ``"preserved"`` or ``"sufficient"``; the per-image explainer prunes by ``medcam.prune`` instead)."""
 
     kind: str = "per_image"
     checkpoint: str | None = None
