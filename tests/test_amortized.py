@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -306,6 +308,15 @@ def test_dicom_path_uses_the_amortised_explainer_of_a_description(tmp_path):
     assert evidence.explanation.method in ("amortized", "amortized+refine")
     assert evidence.summary()["method"] == evidence.explanation.method
     assert 0.0 < evidence.area_fraction < 0.2
+    # prune: sufficient in a description reaches the explainer (what it does: the tests above)
+    sufficient = dataclasses.replace(description, explainer=dataclasses.replace(description.explainer,
+                                                                                prune="sufficient"))
+    assert model.explainer().prune == "preserved"
+    assert load_model(sufficient, "cpu").explainer().prune == "sufficient"
+    results, _, failed = explain_paths(inputs, tmp_path / "out-sufficient", [load_model(sufficient, "cpu")])
+    assert not failed and results[0].status == "explained"
+    explanation = results[0].evidence[0].explanation
+    assert explanation.faithful and explanation.masked_probability >= explanation.probability - 1e-6
 
 
 def test_description_explainer_errors_name_the_problem(tmp_path):
