@@ -10,6 +10,9 @@ short of the full image may instead grow along the soft mask (levels above 100 %
 is a level set of the soft mask, so it stays as compact as the optimised one; the soft mask itself is
 returned unchanged. The levels go through the classifier as one batch (as the warm start's do).
 Optionally the ranking is the classifier's own gradient at the optimised mask (:func:`gradient_scores`).
+The ``"sufficient"`` criterion goes further for a mask none of whose levels is as convincing as the full
+image: it keeps growing along the ranking over the image (a second batch) until one is; the whole image,
+the full image itself, always is.
 """
 
 from __future__ import annotations
