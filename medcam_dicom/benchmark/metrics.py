@@ -12,11 +12,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from medcam_dicom.explain.config import PRUNE_IMAGE_FRACTIONS
 from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits
 from medcam_dicom.explain.warm_start import smallest_faithful_level, top_fraction_masks
 
 #: the top-k areas the minimality search tries: 0.25 % to 100 % of the image, each 20 % above the last
-MINIMALITY_LEVELS = tuple(float(v) for v in np.unique(np.append(np.clip(0.0025 * 1.2 ** np.arange(34), 0, 1), 1.0)))
+#: (the grid ``prune="sufficient"`` grows a mask on)
+MINIMALITY_LEVELS = PRUNE_IMAGE_FRACTIONS
 
 
 def iou(mask: torch.Tensor, truth: torch.Tensor) -> float:

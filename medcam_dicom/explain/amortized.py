@@ -28,7 +28,7 @@ from medcam_dicom.checkpoints import load_checkpoint, save_checkpoint
 from medcam_dicom.explain.amortized_network import ClassMaskNetwork, FeatureMaskDecoder
 from medcam_dicom.explain.amortized_training import train_amortized
 from medcam_dicom.explain.batches import as_batch
-from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_SHRINK_FRACTIONS, MedCAMConfig
+from medcam_dicom.explain.config import PRUNE_CRITERIA, MedCAMConfig
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import FeatureRecorder
 from medcam_dicom.explain.losses import target_log_odds
@@ -356,7 +356,7 @@ class AmortizedMedCAM:
         (``full_odds``: the full image's target log-odds) and its figures by the pruned mask's: area,
         masked probability, null check redone."""
         pruned = prune_mask(self.classifier, image, baseline, result.mask, scores, result.target, full_odds,
-                            criterion, PRUNE_SHRINK_FRACTIONS, self.config.prune_image_fractions)
+                            criterion, image_fractions=self.config.prune_image_fractions)
         if torch.equal(pruned, result.mask.bool().cpu()):
             return
         faithful, masked_probability = verify_mask(self.classifier, image, pruned, result.target, baseline)

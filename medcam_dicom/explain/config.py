@@ -20,8 +20,8 @@ PRUNE_SHRINK_FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.
 PRUNE_GROW_FRACTIONS = (1.25, 1.5, 2.0, 3.0)
 #: the areas, as fractions of the image, the ``"sufficient"`` pruning grows a mask that still falls short
 #: of the full image's probability to along its ranking (an empty one too), up to the whole image: 0.25 %
-#: to 100 %, each 20 % above the last (the grid of the benchmark's minimality search)
-PRUNE_IMAGE_FRACTIONS = tuple(min(1.0, round(0.0025 * 1.2**k, 6)) for k in range(34)) + (1.0,)
+#: to 100 %, each 20 % above the last (the benchmark's minimality search uses the same grid)
+PRUNE_IMAGE_FRACTIONS = tuple(sorted({min(1.0, 0.0025 * 1.2**k) for k in range(34)} | {1.0}))
 #: the loss weights :meth:`MedCAMConfig.amortized` changes: the amortised explainer is trained without the
 #: activation-matching term (chosen on the benchmark's tuning split; docs/benchmark.md)
 AMORTIZED_WEIGHTS = {"act": 0.0}
