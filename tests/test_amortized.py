@@ -127,6 +127,10 @@ def test_sufficient_pruning_grows_a_mask_short_of_the_full_image_until_it_is_as_
     # "preserved" only tries its own levels
     settings = dict(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,), threshold=0.999)
     growing = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier, config=MedCAMConfig(**settings))
+    # the config's prune_refine reaches the pruning: levels between the growth's 20 % steps
+    finer = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier,
+                                 config=MedCAMConfig(**settings, prune_refine=8))
+    shrunk = []
     for image, disk in zip(val[:4], disks[:4]):
         baseline = growing.medcam.baseline(image)
         full = _log_odds(explainer.classifier, image)
@@ -137,6 +141,11 @@ def test_sufficient_pruning_grows_a_mask_short_of_the_full_image_until_it_is_as_
         assert _log_odds(explainer.classifier, apply_mask(image, grown.mask, baseline)) >= full - 1e-4
         assert grown.masked_probability >= grown.probability - 1e-6 and bool(grown.mask[short.mask].all())
         assert (grown.mask & disk).sum() >= 0.8 * disk.sum()
+        refined = finer.explain(image, refine_steps=1, prune="sufficient")
+        assert refined.faithful and not bool((refined.mask & ~grown.mask).any())
+        assert _log_odds(explainer.classifier, apply_mask(image, refined.mask, baseline)) >= full - 1e-4
+        shrunk.append(refined.area_fraction < grown.area_fraction)
+    assert any(shrunk)
 
 
 def _log_odds(classifier: torch.nn.Module, image: torch.Tensor) -> float:

@@ -118,6 +118,43 @@ def test_sufficient_grows_a_mask_still_short_over_the_image_an_empty_one_too_unt
         assert int(kept.sum()) <= 2 * int(corner.sum())  # its own levels only
 
 
+class _VoxelCounter(torch.nn.Module):
+    """"Lesion" (class 1) when more than ``needed`` voxels of an all-ones image are kept (a blurred-away
+    voxel is 0): its logit is the kept count, capped at ``cap``; "normal" is ``needed``."""
+
+    def __init__(self, needed: float, cap: float) -> None:
+        super().__init__()
+        self.needed, self.cap = needed, cap
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kept = x.flatten(1).sum(dim=1).clamp(max=self.cap)
+        return torch.stack([torch.full_like(kept, self.needed), kept], dim=1)
+
+
+def test_refinement_finds_the_smallest_passing_level_between_the_fractions_steps():
+    classifier = _VoxelCounter(needed=37.5, cap=60.0)  # the decision needs 38 voxels, the full image's odds 60
+    image, baseline = torch.ones((1, 16, 16)), torch.zeros((1, 16, 16))
+    mask, scores, odds = _square(16, 0, 0, 10), _closeness(16, (0, 0)), _full_odds(classifier, image)
+    coarse = prune_mask(classifier, image, baseline, mask, scores, 1, odds, "decision")
+    fine = prune_mask(classifier, image, baseline, mask, scores, 1, odds, "decision", refine=8)
+    assert int(coarse.sum()) == 40  # 0.4 of the 100 voxels: 0.3 fails
+    assert int(fine.sum()) == 38 and not (fine & ~coarse).any()  # the top 38 of the same ranking
+    # "preserved" of a mask short of the full image keeps its fallback test (as convincing as the whole
+    # mask, 62.5 - 37.5): no finer level below the mask passes it
+    assert torch.equal(prune_mask(classifier, image, baseline, _square(16, 0, 0, 5), scores, 1, odds,
+                                  "preserved", refine=8), _square(16, 0, 0, 5))
+    # "sufficient" grows over the image's steps (0.2 fails, 0.3 passes), then finds the first finer level
+    # reaching the full image (60 voxels; the levels between 51 and 77 are 5 % apart)
+    grown = prune_mask(classifier, image, baseline, _square(16, 0, 0, 5), scores, 1, odds, "sufficient",
+                       image_fractions=(0.1, 0.2, 0.3, 1.0))
+    finer = prune_mask(classifier, image, baseline, _square(16, 0, 0, 5), scores, 1, odds, "sufficient",
+                       image_fractions=(0.1, 0.2, 0.3, 1.0), refine=8)
+    assert int(grown.sum()) == round(0.3 * 256) and 60 <= int(finer.sum()) <= 63
+    assert bool(finer[_square(16, 0, 0, 5)].all())
+    with pytest.raises(ValueError, match="prune_refine"):
+        MedCAMConfig(prune_refine=-1)
+
+
 def test_decision_criterion_prunes_at_least_as_far_as_preserved():
     classifier = BlobDetector().eval()
     image, _ = blob_image(size=32, centre=(10, 20), radius=4.0)
@@ -148,6 +185,11 @@ def test_medcam_with_pruning_returns_a_smaller_verified_mask(fast_config):
     sufficient = MedCAM(classifier, config=MedCAMConfig(**{**fast_config.__dict__, "prune": "sufficient"}))
     explanation = sufficient.explain(image, target=1)
     assert explanation.faithful and explanation.masked_probability >= explanation.probability - 1e-6
+    # and prune_refine: the decision's smallest level found between the fractions' steps
+    coarse, fine = (MedCAM(classifier, config=MedCAMConfig(**{**fast_config.__dict__, "prune": "decision",
+                                                              "prune_refine": refine})).explain(image, 1)
+                    for refine in (0, 8))
+    assert fine.faithful and fine.area_fraction < coarse.area_fraction and not (fine.mask & ~coarse.mask).any()
     with pytest.raises(ValueError, match="prune"):
         MedCAMConfig(prune="smallest")
     with pytest.raises(ValueError, match="prune_fractions"):

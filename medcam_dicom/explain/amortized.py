@@ -356,7 +356,8 @@ class AmortizedMedCAM:
         (``full_odds``: the full image's target log-odds) and its figures by the pruned mask's: area,
         masked probability, null check redone."""
         pruned = prune_mask(self.classifier, image, baseline, result.mask, scores, result.target, full_odds,
-                            criterion, image_fractions=self.config.prune_image_fractions)
+                            criterion, image_fractions=self.config.prune_image_fractions,
+                            refine=self.config.prune_refine)
         if torch.equal(pruned, result.mask.bool().cpu()):
             return
         faithful, masked_probability = verify_mask(self.classifier, image, pruned, result.target, baseline)

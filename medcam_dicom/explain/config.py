@@ -148,6 +148,10 @@ class MedCAMConfig:
         prune_image_fractions: ``"sufficient"`` only: when no level of ``prune_fractions`` reaches the full
             image's probability, the mask (an empty one too) keeps growing along its ranking to these
             fractions of the image, up to the whole image (which always reaches it).
+        prune_refine: after the pruning's batch, this many voxel counts between the chosen level and the
+            next smaller one tried (evenly spaced in ratio; one more batched pass) are tried too and the
+            smallest passing one is kept, so the level is found to a few per cent rather than to the
+            fractions' steps; 0 = the fractions' levels only.
         null_masks: random smooth masks of the explanation's area classified for the null check
             (``Explanation.random_keep``; one batched pass); 0 skips it.
         null_limit: the share of those random masks keeping the decision from which the explanation is
@@ -187,6 +191,7 @@ class MedCAMConfig:
     prune_ranking: str = "soft"
     prune_fractions: tuple[float, ...] = PRUNE_SHRINK_FRACTIONS + PRUNE_GROW_FRACTIONS
     prune_image_fractions: tuple[float, ...] = PRUNE_IMAGE_FRACTIONS
+    prune_refine: int = 0
     null_masks: int = 32
     null_limit: float = 0.25
     seed: int = 0
@@ -277,6 +282,8 @@ class MedCAMConfig:
                 f"MedCAMConfig.prune_image_fractions must be fractions of the image in (0, 1], "
                 f"got {self.prune_image_fractions}"
             )
+        if self.prune_refine < 0:
+            raise ValueError(f"MedCAMConfig.prune_refine must be >= 0, got {self.prune_refine}")
         if self.mask_grid < 1:
             raise ValueError(f"MedCAMConfig.mask_grid must be >= 1, got {self.mask_grid}")
         if self.null_masks < 0:

@@ -175,7 +175,7 @@ class MedCAM:
                     scores = gradient_scores(self.classifier, image, baseline, mask, target_index)
                 mask = prune_mask(self.classifier, image, baseline, mask, scores, target_index, full_odds,
                                   self.config.prune, self.config.prune_fractions,
-                                  self.config.prune_image_fractions).to(self.device)
+                                  self.config.prune_image_fractions, self.config.prune_refine).to(self.device)
             faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
         explanation = Explanation(
             mask=mask.cpu(),

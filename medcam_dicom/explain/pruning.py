@@ -78,6 +78,7 @@ def prune_mask(
     criterion: str = "preserved",
     fractions: Sequence[float] = PRUNE_SHRINK_FRACTIONS,
     image_fractions: Sequence[float] = (),
+    refine: int = 0,
 ) -> torch.Tensor:
     """The smallest level of ``mask`` (see :func:`level_masks`, ranked by ``scores``, e.g. the soft mask)
     that passes ``criterion`` on ``image`` ``(C, *spatial)`` hard-masked onto ``baseline``; ``mask``
@@ -92,6 +93,10 @@ def prune_mask(
     log-odds, the mask - an empty one too - keeps growing along ``scores`` to ``image_fractions`` of the
     image (a second batch) until it does; with 1.0 among them the whole image, which is the full image
     itself, ends the search, so the result is always as convincing as the full image.
+    ``refine``: that many voxel counts between the chosen level and the next smaller one tried (evenly
+    spaced in ratio) go through the classifier as one more batch, and the smallest passing the same test
+    is kept: the level is then found to a few per cent instead of the fractions' steps (0.05 to 0.1 is a
+    factor 2).
     """
     if criterion not in PRUNE_CRITERIA:
         raise ValueError(f"unknown prune criterion {criterion!r}; expected any of {PRUNE_CRITERIA}")
@@ -104,20 +109,44 @@ def prune_mask(
     whole = counts.index(count)
     candidates = ranked_levels(mask, scores, counts)  # candidates[whole] is the mask itself
     kept, odds = _kept_and_odds(classifier, image, baseline, candidates, target)
-    if criterion == "decision":
-        passing = kept
-    else:
-        passing = kept & (odds >= full_log_odds)
-        if not bool(passing.any()) and grows:
+    bar = None if criterion == "decision" else full_log_odds  # the log-odds a level must reach
+    passing = kept if bar is None else kept & (odds >= bar)
+    if not bool(passing.any()) and bar is not None:
+        if grows:
             grown = _grown_level(classifier, image, baseline, mask, scores, target, full_log_odds,
-                                 image_fractions, above=counts[-1])
+                                 image_fractions, above=counts[-1], refine=refine)
             if grown is not None:
                 return grown
-        if not bool(passing.any()):
-            passing = kept & (odds >= odds[whole])
-            passing[whole + 1 :] = False
-    chosen = int(passing.nonzero()[0]) if bool(passing.any()) else whole
-    return candidates[chosen]
+        bar = float(odds[whole])
+        passing = kept & (odds >= bar)
+        passing[whole + 1 :] = False
+    if not bool(passing.any()):
+        return candidates[whole]
+    chosen = int(passing.nonzero()[0])
+    finer = _finer_level(classifier, image, baseline, mask, scores, target, bar,
+                         counts[chosen - 1] if chosen else 0, counts[chosen], refine)
+    return candidates[chosen] if finer is None else finer
+
+
+def _finer_level(
+    classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor,
+    scores: torch.Tensor, target: int, bar: float | None, below: int, chosen: int, refine: int,
+) -> torch.Tensor | None:
+    """The smallest of ``refine`` levels of ``mask`` along ``scores`` with voxel counts between ``below``
+    (a level that failed, or 0) and ``chosen`` (one that passed), evenly spaced in ratio, that keeps the
+    decision (and reaches log-odds ``bar`` unless it is ``None``); ``None`` if none does (one batch)."""
+    if refine <= 0:
+        return None
+    low = max(below, 1)
+    counts = sorted({round(low * (chosen / low) ** (k / (refine + 1))) for k in range(refine + 2)}
+                    - {below, chosen} - {0})
+    counts = [c for c in counts if below < c < chosen]
+    if not counts:
+        return None
+    candidates = ranked_levels(mask, scores, counts)
+    kept, odds = _kept_and_odds(classifier, image, baseline, candidates, target)
+    passing = kept if bar is None else kept & (odds >= bar)
+    return candidates[int(passing.nonzero()[0])] if bool(passing.any()) else None
 
 
 def _kept_and_odds(
@@ -133,9 +162,11 @@ def _kept_and_odds(
 def _grown_level(
     classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor,
     scores: torch.Tensor, target: int, full_log_odds: float, image_fractions: Sequence[float], above: int,
+    refine: int = 0,
 ) -> torch.Tensor | None:
     """The smallest of ``mask`` grown along ``scores`` to ``image_fractions`` of the image (those larger
-    than ``above`` voxels) that keeps the decision at the full image's log-odds; ``None`` if none does."""
+    than ``above`` voxels) that keeps the decision at the full image's log-odds, found to ``refine`` finer
+    counts below it (see :func:`_finer_level`); ``None`` if none does."""
     counts = sorted({min(mask.numel(), round(float(a) * mask.numel())) for a in image_fractions} - {0})
     counts = [c for c in counts if c > above]
     if not counts:
@@ -145,4 +176,10 @@ def _grown_level(
     # the level covering the whole image is the full image itself: batched and single passes differ in the
     # 7th digit, so its log-odds are not compared with the full image's
     passing = kept & ((odds >= full_log_odds) | (torch.tensor(counts) == mask.numel()))
-    return candidates[int(passing.nonzero()[0])] if bool(passing.any()) else None
+    if not bool(passing.any()):
+        return None
+    chosen = int(passing.nonzero()[0])
+    below = counts[chosen - 1] if chosen else above
+    finer = _finer_level(classifier, image, baseline, mask, scores, target, full_log_odds, below,
+                         counts[chosen], refine)
+    return candidates[chosen] if finer is None else finer
