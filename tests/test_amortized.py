@@ -148,6 +148,23 @@ def test_sufficient_pruning_grows_a_mask_short_of_the_full_image_until_it_is_as_
     assert any(shrunk)
 
 
+def test_amortised_pruning_ranks_by_the_classifiers_gradient_when_the_config_asks(trained_on_blobs, tmp_path):
+    explainer, val, disks = trained_on_blobs
+    explainer.save(tmp_path / "explainer.pt")
+    settings = dict(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,))
+    by_gradient = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier,
+                                       config=MedCAMConfig(**settings, prune_ranking="gradient"))
+    differs = []
+    for image, disk in zip(val[:4], disks[:4]):
+        unpruned = explainer.explain(image)
+        soft = explainer.explain(image, prune="decision")
+        gradient = by_gradient.explain(image, prune="decision")
+        assert gradient.faithful and not bool((gradient.mask & ~unpruned.mask).any())
+        assert (gradient.mask & disk).sum() >= 0.5 * gradient.mask.sum()
+        differs.append(not torch.equal(gradient.mask, soft.mask))
+    assert any(differs)  # the ranking reached the pruning
+
+
 def _log_odds(classifier: torch.nn.Module, image: torch.Tensor) -> float:
     with torch.no_grad():
         return float(target_log_odds(classifier(image.unsqueeze(0)), torch.tensor([1])))

@@ -37,7 +37,7 @@ from medcam_dicom.explain.mask_network import (
 )
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.null_check import attach_null_check
-from medcam_dicom.explain.pruning import prune_mask
+from medcam_dicom.explain.pruning import gradient_scores, prune_mask
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
 from medcam_dicom.explain.warm_start import smallest_faithful_level, top_fraction_masks
@@ -295,8 +295,9 @@ class AmortizedMedCAM:
 
         ``prune``: what is done with a faithful mask, as :attr:`MedCAMConfig.prune` does for per-image
         Med-CAM: ``"none"`` (default) = kept as it is; ``"decision"`` / ``"preserved"`` = the smallest
-        level of it along the explainer's own ranking (the decoder's logits, or the refined soft mask)
-        that keeps the decision / is also as convincing as the full image
+        level of it along the explainer's own ranking (the decoder's logits, or the refined soft mask;
+        the classifier's gradient with ``config.prune_ranking="gradient"``) that keeps the decision / is
+        also as convincing as the full image
         (:func:`~medcam_dicom.explain.pruning.prune_mask`; one batched classifier pass of 12 masks);
         ``"sufficient"`` = as ``"preserved"``, and a mask none of whose levels is as convincing as the full
         image (an empty one too) grows along the same ranking over ``config.prune_image_fractions`` of the
@@ -340,6 +341,8 @@ class AmortizedMedCAM:
             decoder_soft = predicted["soft_mask"][0].float().cpu()
             # the decoder's logits rank without the sigmoid's saturated ties; a refined mask has its own ranking
             scores = predicted["logits"][0] if torch.equal(result.soft_mask, decoder_soft) else result.soft_mask
+            if self.config.prune_ranking == "gradient":  # as per-image Med-CAM: the classifier's own gradient
+                scores = gradient_scores(self.classifier, image, baseline, result.mask.to(self.device), target_index)
             full_odds = float(target_log_odds(predicted["class_logits"][:1].float(),
                                               torch.tensor([target_index], device=self.device))[0])
             self._prune(result, image, baseline, scores, full_odds, prune)

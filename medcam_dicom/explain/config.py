@@ -138,11 +138,12 @@ class MedCAMConfig:
             keeps the decision; ``"none"`` = the optimised mask as it is (see
             :mod:`medcam_dicom.explain.pruning`). Default ``"preserved"``.
         prune_ranking: what orders the voxels the pruning keeps: ``"soft"`` (default) = the optimised soft
-            mask; ``"gradient"`` = the classifier's own gradient of the target log-odds with respect to
-            the mask at the optimised hard mask (``grad_x . (x - baseline)``, smoothed over 1/32 of the
-            smallest side): the voxels whose removal would cost the decision most come first. Measured
-            on the plain-trained classifiers: tuning IoU 0.611 -> 0.578, p removed 0.077 -> 0.179, held
-            out precision 0.744 -> 0.765; not the default.
+            mask (an amortised explainer's: its decoder's logits); ``"gradient"`` = the classifier's own
+            gradient of the target log-odds with respect to the mask at the optimised hard mask
+            (``grad_x . (x - baseline)``, smoothed over 1/32 of the smallest side): the voxels whose
+            removal would cost the decision most come first. Measured on the plain-trained classifiers
+            (per-image): tuning IoU 0.611 -> 0.578, p removed 0.077 -> 0.179, held out precision 0.744 ->
+            0.765; not the default.
         prune_fractions: the fractions of the mask's voxel count the pruning tries; above 1 the mask
             grows along the soft mask (for a mask that falls short of the full image's probability).
         prune_image_fractions: ``"sufficient"`` only: when no level of ``prune_fractions`` reaches the full
