@@ -126,10 +126,11 @@ def test_sufficient_pruning_grows_a_mask_short_of_the_full_image_until_it_is_as_
     # blob, at lower log-odds than the full image's: "sufficient" grows it along the decoder's ranking,
     # "preserved" only tries its own levels
     settings = dict(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,), threshold=0.999)
-    growing = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier, config=MedCAMConfig(**settings))
-    # the config's prune_refine reaches the pruning: levels between the growth's 20 % steps
+    growing = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier,
+                                   config=MedCAMConfig(**settings, prune_refine=0))
+    # the config's prune_refine (default 8) reaches the pruning: levels between the growth's 20 % steps
     finer = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier,
-                                 config=MedCAMConfig(**settings, prune_refine=8))
+                                 config=MedCAMConfig(**settings))
     shrunk = []
     for image, disk in zip(val[:4], disks[:4]):
         baseline = growing.medcam.baseline(image)

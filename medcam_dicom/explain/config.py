@@ -152,7 +152,8 @@ class MedCAMConfig:
         prune_refine: after the pruning's batch, this many voxel counts between the chosen level and the
             next smaller one tried (evenly spaced in ratio; one more batched pass) are tried too and the
             smallest passing one is kept, so the level is found to a few per cent rather than to the
-            fractions' steps; 0 = the fractions' levels only.
+            fractions' steps (up to a factor 2 at the small end); 0 = the fractions' levels only. Default 8,
+            chosen on the plain-trained tuning classifiers (docs/benchmark.md, "prune_refine").
         null_masks: random smooth masks of the explanation's area classified for the null check
             (``Explanation.random_keep``; one batched pass); 0 skips it.
         null_limit: the share of those random masks keeping the decision from which the explanation is
@@ -192,7 +193,7 @@ class MedCAMConfig:
     prune_ranking: str = "soft"
     prune_fractions: tuple[float, ...] = PRUNE_SHRINK_FRACTIONS + PRUNE_GROW_FRACTIONS
     prune_image_fractions: tuple[float, ...] = PRUNE_IMAGE_FRACTIONS
-    prune_refine: int = 0
+    prune_refine: int = 8
     null_masks: int = 32
     null_limit: float = 0.25
     seed: int = 0

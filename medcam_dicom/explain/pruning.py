@@ -8,7 +8,9 @@ voxel is evidence), classifies the masks keeping the top 5 %, 10 %, ... of them 
 the smallest one that passes: as convincing as the full image (else as the whole mask). A mask that falls
 short of the full image may instead grow along the soft mask (levels above 100 % of it). Every kept mask
 is a level set of the soft mask, so it stays as compact as the optimised one; the soft mask itself is
-returned unchanged. The levels go through the classifier as one batch (as the warm start's do).
+returned unchanged. The levels go through the classifier as one batch (as the warm start's do); a second
+batch of finer levels between the chosen one and the next smaller one tried finds the level to a few per
+cent (``refine``).
 Optionally the ranking is the classifier's own gradient at the optimised mask (:func:`gradient_scores`).
 The ``"sufficient"`` criterion goes further for a mask none of whose levels is as convincing as the full
 image: it keeps growing along the ranking over the image (a second batch) until one is; the whole image,
@@ -83,7 +85,7 @@ def prune_mask(
     """The smallest level of ``mask`` (see :func:`level_masks`, ranked by ``scores``, e.g. the soft mask)
     that passes ``criterion`` on ``image`` ``(C, *spatial)`` hard-masked onto ``baseline``; ``mask``
     itself when the criterion is ``"none"`` or no other level does better. One batched classifier pass
-    of ``len(fractions) + 1`` images (a second one when the image-wide growth runs).
+    of ``len(fractions) + 1`` images (another for ``refine``, and one when the image-wide growth runs).
 
     ``"decision"``: the smallest level keeping the decision. ``"preserved"``: the smallest level keeping
     the decision with target log-odds at least the full image's; when no level reaches that, the smallest
