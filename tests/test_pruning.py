@@ -139,18 +139,18 @@ def test_refinement_finds_the_smallest_passing_level_between_the_fractions_steps
     fine = prune_mask(classifier, image, baseline, mask, scores, 1, odds, "decision", refine=8)
     assert int(coarse.sum()) == 40  # 0.4 of the 100 voxels: 0.3 fails
     assert int(fine.sum()) == 38 and not (fine & ~coarse).any()  # the top 38 of the same ranking
-    # "preserved" of a mask short of the full image keeps its fallback test (as convincing as the whole
-    # mask, 62.5 - 37.5): no finer level below the mask passes it
-    assert torch.equal(prune_mask(classifier, image, baseline, _square(16, 0, 0, 5), scores, 1, odds,
-                                  "preserved", refine=8), _square(16, 0, 0, 5))
-    # "sufficient" grows over the image's steps (0.2 fails, 0.3 passes), then finds the first finer level
-    # reaching the full image (60 voxels; the levels between 51 and 77 are 5 % apart)
-    grown = prune_mask(classifier, image, baseline, _square(16, 0, 0, 5), scores, 1, odds, "sufficient",
+    # a 49-voxel mask keeps the decision (log-odds 11.5) short of the full image's (22.5): "preserved" keeps
+    # its fallback test (as convincing as the whole mask), which no finer level below the mask passes
+    short = _square(16, 0, 0, 7)
+    assert torch.equal(prune_mask(classifier, image, baseline, short, scores, 1, odds, "preserved", refine=8), short)
+    # "sufficient" grows it over the image's steps (51 voxels fail, 77 pass), then finds the first finer
+    # level reaching the full image (60 voxels; the levels between 51 and 77 are 5 % apart)
+    grown = prune_mask(classifier, image, baseline, short, scores, 1, odds, "sufficient",
                        image_fractions=(0.1, 0.2, 0.3, 1.0))
-    finer = prune_mask(classifier, image, baseline, _square(16, 0, 0, 5), scores, 1, odds, "sufficient",
+    finer = prune_mask(classifier, image, baseline, short, scores, 1, odds, "sufficient",
                        image_fractions=(0.1, 0.2, 0.3, 1.0), refine=8)
     assert int(grown.sum()) == round(0.3 * 256) and 60 <= int(finer.sum()) <= 63
-    assert bool(finer[_square(16, 0, 0, 5)].all())
+    assert bool(finer[short].all())
     with pytest.raises(ValueError, match="prune_refine"):
         MedCAMConfig(prune_refine=-1)
 
