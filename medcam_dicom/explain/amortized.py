@@ -298,7 +298,8 @@ class AmortizedMedCAM:
         level of it along the explainer's own ranking (the decoder's logits, or the refined soft mask;
         the classifier's gradient with ``config.prune_ranking="gradient"``) that keeps the decision / is
         also as convincing as the full image
-        (:func:`~medcam_dicom.explain.pruning.prune_mask`; one batched classifier pass of 12 masks);
+        (:func:`~medcam_dicom.explain.pruning.prune_mask`; one batched classifier pass of 12 masks, and
+        one of ``config.prune_refine`` finer levels below the chosen one);
         ``"sufficient"`` = as ``"preserved"``, and a mask none of whose levels is as convincing as the full
         image (an empty one too) grows along the same ranking over ``config.prune_image_fractions`` of the
         image until it is (a second batch; the whole image ends it): the masked probability is then never
@@ -338,11 +339,12 @@ class AmortizedMedCAM:
                 method="amortized",
             )
         if prune != "none" and result.faithful:
-            decoder_soft = predicted["soft_mask"][0].float().cpu()
-            # the decoder's logits rank without the sigmoid's saturated ties; a refined mask has its own ranking
-            scores = predicted["logits"][0] if torch.equal(result.soft_mask, decoder_soft) else result.soft_mask
             if self.config.prune_ranking == "gradient":  # as per-image Med-CAM: the classifier's own gradient
                 scores = gradient_scores(self.classifier, image, baseline, result.mask.to(self.device), target_index)
+            elif torch.equal(result.soft_mask, predicted["soft_mask"][0].float().cpu()):
+                scores = predicted["logits"][0]  # the decoder's logits rank without the sigmoid's saturated ties
+            else:
+                scores = result.soft_mask  # a refined mask has its own ranking
             full_odds = float(target_log_odds(predicted["class_logits"][:1].float(),
                                               torch.tensor([target_index], device=self.device))[0])
             self._prune(result, image, baseline, scores, full_odds, prune)

@@ -140,9 +140,8 @@ def _finer_level(
     if refine <= 0:
         return None
     low = max(below, 1)
-    counts = sorted({round(low * (chosen / low) ** (k / (refine + 1))) for k in range(refine + 2)}
-                    - {below, chosen} - {0})
-    counts = [c for c in counts if below < c < chosen]
+    steps = {round(low * (chosen / low) ** (k / (refine + 1))) for k in range(refine + 2)}
+    counts = sorted(c for c in steps if below < c < chosen)
     if not counts:
         return None
     candidates = ranked_levels(mask, scores, counts)
