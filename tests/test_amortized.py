@@ -149,16 +149,20 @@ def test_sufficient_pruning_grows_a_mask_short_of_the_full_image_until_it_is_as_
     assert any(shrunk)
 
 
-def test_amortised_pruning_ranks_by_the_classifiers_gradient_when_the_config_asks(trained_on_blobs, tmp_path):
+@pytest.mark.parametrize("ranking", ["gradient", "blend"])
+def test_amortised_pruning_ranks_by_the_classifiers_gradient_when_the_config_asks(trained_on_blobs, tmp_path,
+                                                                                   ranking):
     explainer, val, disks = trained_on_blobs
     explainer.save(tmp_path / "explainer.pt")
     settings = dict(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,))
     by_gradient = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier,
-                                       config=MedCAMConfig(**settings, prune_ranking="gradient"))
+                                       config=MedCAMConfig(**settings, prune_ranking=ranking))
+    by_decoder = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier,
+                                      config=MedCAMConfig(**settings, prune_ranking="soft"))
     differs = []
     for image, disk in zip(val[:4], disks[:4]):
         unpruned = explainer.explain(image)
-        soft = explainer.explain(image, prune="decision")
+        soft = by_decoder.explain(image, prune="decision")
         gradient = by_gradient.explain(image, prune="decision")
         assert gradient.faithful and not bool((gradient.mask & ~unpruned.mask).any())
         assert (gradient.mask & disk).sum() >= 0.5 * gradient.mask.sum()

@@ -9,7 +9,7 @@ from conftest import BlobDetector, blob_image
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.medcam import MedCAM
-from medcam_dicom.explain.pruning import gradient_scores, level_masks, prune_mask
+from medcam_dicom.explain.pruning import blended_scores, gradient_scores, level_masks, prune_mask, ranking_scores
 from medcam_dicom.explain.verification import apply_mask, verify_mask
 
 
@@ -211,11 +211,50 @@ def test_the_classifiers_gradient_ranks_the_blob_above_the_fringe_of_a_mask():
     assert (pruned & disk).sum() >= 0.9 * pruned.sum() and int(pruned.sum()) < int(mask.sum()) // 2
 
 
-def test_medcam_prunes_by_the_gradient_when_asked():
+@pytest.mark.parametrize("ranking", ["gradient", "blend"])
+def test_medcam_prunes_by_the_gradient_when_asked(ranking):
     image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
     settings = dict(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,))
-    explanation = MedCAM(BlobDetector(), config=MedCAMConfig(**settings, prune_ranking="gradient")).explain(image)
+    explanation = MedCAM(BlobDetector(), config=MedCAMConfig(**settings, prune_ranking=ranking)).explain(image)
     assert explanation.faithful and explanation.target == 1
     assert (explanation.mask & disk).sum() >= 0.5 * explanation.mask.sum()
     with pytest.raises(ValueError, match="prune_ranking"):
         MedCAMConfig(prune_ranking="occlusion")
+    with pytest.raises(ValueError, match="prune_gradient_weight"):
+        MedCAMConfig(prune_gradient_weight=1.5)
+
+
+def test_the_blend_mixes_each_rankings_order_within_the_mask():
+    mask = _square(4, 0, 0, 2)  # voxels (0,0), (0,1), (1,0), (1,1)
+    outside = torch.arange(16.0).view(4, 4)
+    corner = torch.zeros(4, 4)
+    corner[:2, :2] = torch.tensor([[40.0, 30.0], [20.0, 10.0]])
+    first = torch.where(mask, 1000.0 + corner, outside)  # the mask on top of the image's scale
+    corner[:2, :2] = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    second = torch.where(mask, corner, -outside)
+    # within the mask: first's percentiles 1, 2/3, 1/3, 0 and second's 0, 1/3, 2/3, 1, whatever the scale
+    quarter = blended_scores(first, second, mask, 0.25)[mask]
+    assert quarter.tolist() == pytest.approx([0.75, 7 / 12, 5 / 12, 0.25])
+    assert blended_scores(first, second, mask, 0.75)[mask].tolist() == pytest.approx([0.25, 5 / 12, 7 / 12, 0.75])
+    assert torch.equal(blended_scores(first, second, mask, 0.0)[mask], torch.tensor([1.0, 2 / 3, 1 / 3, 0.0]))
+    # the rest is ranked among itself: by second alone, highest where ``outside`` is lowest
+    rest = blended_scores(first, second, mask, 1.0)[~mask]
+    assert float(rest.max()) == 1.0 and int(rest.argmax()) == 0 and float(rest.min()) == 0.0
+    # a ranking tied within the mask leaves the order to the other, ties at their mean percentile
+    tied = blended_scores(torch.where(mask, 5.0, outside), second, mask, 0.25)[mask]
+    assert tied.tolist() == pytest.approx([0.375 + 0.25 * p for p in (0, 1 / 3, 2 / 3, 1)])
+
+
+def test_the_pruning_ranking_is_the_configs_soft_gradient_or_blend():
+    classifier = BlobDetector().eval()
+    image, _ = blob_image(size=32, centre=(10, 20), radius=4.0)
+    baseline = torch.zeros_like(image)
+    mask = _square(32, 2, 12, 18)
+    own = _closeness(32, (2, 12))  # ranks the mask's far corner first
+    assert ranking_scores("soft", own, torch.nn.Identity(), image, baseline, mask, 1, 0.25) is own  # no pass
+    gradient = gradient_scores(classifier, image, baseline, mask, 1)
+    assert torch.equal(ranking_scores("gradient", own, classifier, image, baseline, mask, 1, 0.25), gradient)
+    assert torch.equal(ranking_scores("blend", own, classifier, image, baseline, mask, 1, 0.25),
+                       blended_scores(own, gradient, mask, 0.25))
+    with pytest.raises(ValueError, match="ranking"):
+        ranking_scores("occlusion", own, classifier, image, baseline, mask, 1, 0.25)

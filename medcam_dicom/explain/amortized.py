@@ -37,7 +37,7 @@ from medcam_dicom.explain.mask_network import (
 )
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.null_check import attach_null_check
-from medcam_dicom.explain.pruning import gradient_scores, prune_mask
+from medcam_dicom.explain.pruning import prune_mask, ranking_scores
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
 from medcam_dicom.explain.warm_start import smallest_faithful_level, top_fraction_masks
@@ -339,12 +339,12 @@ class AmortizedMedCAM:
                 method="amortized",
             )
         if prune != "none" and result.faithful:
-            if self.config.prune_ranking == "gradient":  # as per-image Med-CAM: the classifier's own gradient
-                scores = gradient_scores(self.classifier, image, baseline, result.mask.to(self.device), target_index)
-            elif torch.equal(result.soft_mask, predicted["soft_mask"][0].float().cpu()):
-                scores = predicted["logits"][0]  # the decoder's logits rank without the sigmoid's saturated ties
+            if torch.equal(result.soft_mask, predicted["soft_mask"][0].float().cpu()):
+                own = predicted["logits"][0]  # the decoder's logits rank without the sigmoid's saturated ties
             else:
-                scores = result.soft_mask  # a refined mask has its own ranking
+                own = result.soft_mask  # a refined mask has its own ranking
+            scores = ranking_scores(self.config.prune_ranking, own, self.classifier, image, baseline,
+                                    result.mask.to(self.device), target_index, self.config.prune_gradient_weight)
             full_odds = float(target_log_odds(predicted["class_logits"][:1].float(),
                                               torch.tensor([target_index], device=self.device))[0])
             self._prune(result, image, baseline, scores, full_odds, prune)

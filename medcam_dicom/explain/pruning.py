@@ -11,7 +11,8 @@ is a level set of the soft mask, so it stays as compact as the optimised one; th
 returned unchanged. The levels go through the classifier as one batch (as the warm start's do); a second
 batch of finer levels between the chosen one and the next smaller one tried finds the level to a few per
 cent (``refine``).
-Optionally the ranking is the classifier's own gradient at the optimised mask (:func:`gradient_scores`).
+Optionally the ranking is the classifier's own gradient at the optimised mask (:func:`gradient_scores`),
+or a blend of the two (:func:`blended_scores`).
 The ``"sufficient"`` criterion goes further for a mask none of whose levels is as convincing as the full
 image: it keeps growing along the ranking over the image (a second batch) until one is; the whole image,
 the full image itself, always is.
@@ -25,7 +26,7 @@ import torch
 from monai.transforms import GaussianSmooth
 from torch import nn
 
-from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_SHRINK_FRACTIONS
+from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_RANKINGS, PRUNE_SHRINK_FRACTIONS
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits
 
@@ -44,6 +45,48 @@ def gradient_scores(
         (gradient,) = torch.autograd.grad(odds, keep)
     sigma = max(1.0, min(image.shape[1:]) / 32)
     return torch.as_tensor(GaussianSmooth(sigma=sigma)(gradient.detach()), dtype=image.dtype)[0]
+
+
+def ranking_scores(
+    ranking: str, own: torch.Tensor, classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor,
+    mask: torch.Tensor, target: int, gradient_weight: float,
+) -> torch.Tensor:
+    """The scores the pruning ranks ``mask``'s voxels by (:attr:`MedCAMConfig.prune_ranking`): ``"soft"``
+    = ``own`` (the explainer's soft mask or decoder logits), ``"gradient"`` = :func:`gradient_scores` at
+    ``mask``, ``"blend"`` = both by :func:`blended_scores` with ``gradient_weight`` on the gradient."""
+    if ranking not in PRUNE_RANKINGS:
+        raise ValueError(f"unknown prune ranking {ranking!r}; expected any of {PRUNE_RANKINGS}")
+    if ranking == "soft":
+        return own
+    gradient = gradient_scores(classifier, image, baseline, mask, target)
+    return gradient if ranking == "gradient" else blended_scores(own, gradient, mask, gradient_weight)
+
+
+def blended_scores(
+    first: torch.Tensor, second: torch.Tensor, mask: torch.Tensor, second_weight: float
+) -> torch.Tensor:
+    """``(1 - second_weight)`` times each voxel's percentile in ``first`` plus ``second_weight`` times
+    its percentile in ``second``, the percentiles taken among ``mask``'s voxels for a voxel of the mask
+    and among the rest for the others (so that each score's order *within the mask*, where the pruning
+    chooses, is what is blended - not a whole-image scale on which the mask's voxels all lie at the
+    top). Tied values share their mean percentile."""
+    inside = mask.bool().flatten().cpu()
+    firsts, seconds = first.detach().flatten().float().cpu(), second.detach().flatten().float().cpu()
+    blended = torch.zeros(inside.numel())
+    for part in (inside, ~inside):
+        index = part.nonzero().squeeze(1)
+        if index.numel():
+            blended[index] = ((1.0 - second_weight) * _percentiles(firsts[index])
+                              + second_weight * _percentiles(seconds[index]))
+    return blended.view(mask.shape)
+
+
+def _percentiles(values: torch.Tensor) -> torch.Tensor:
+    """Each value's rank among ``values`` scaled to [0, 1] (0 when there is one), ties at their mean rank."""
+    distinct, inverse, counts = torch.unique(values, return_inverse=True, return_counts=True)
+    first_rank = torch.cumsum(counts, 0) - counts  # the rank of each distinct value's first occurrence
+    mean_rank = first_rank.float() + (counts.float() - 1.0) / 2.0
+    return mean_rank[inverse] / max(1, values.numel() - 1)
 
 
 def level_masks(mask: torch.Tensor, scores: torch.Tensor, fractions: Sequence[float]) -> torch.Tensor:
