@@ -7,7 +7,7 @@ explainer (its own seed, validated on the validation seed) saw. Per volume: deci
 and on the volumes called "lesion": precision (share of the mask on the planted lesion), IoU, area, seconds.
 
     python scripts/benchmark_volume_explainer.py --volumes 24 [--explainer path.pt] [--classifier path.pt]
-        [--prune decision] [--seed validation] [--json out.json]
+        [--prune decision] [--prune-ranking blend] [--seed validation] [--json out.json]
 
 ``--prune``: also the amortised masks pruned as ``AmortizedMedCAM.explain(prune=...)`` does (the row the
 baselines are then cut to). ``--seed validation``: the validation volumes instead (to choose settings on).
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ from medcam_dicom.benchmark.metrics import iou, precision
 from medcam_dicom.benchmark.training import TEST_SEED, VALIDATION_SEED
 from medcam_dicom.data.synthetic import generate
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, RISESaliency, explain_at_area
-from medcam_dicom.explain.config import PRUNE_CRITERIA
+from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_RANKINGS, MedCAMConfig
 from medcam_dicom.models.demo import TrainedClassifier, demo_explainer_path, load_demo_classifier
 
 
@@ -46,6 +47,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["gradcam", "occlusion", "rise"],
                         choices=["gradcam", "occlusion", "rise"])
     parser.add_argument("--prune", default="none", choices=PRUNE_CRITERIA)
+    parser.add_argument("--prune-ranking", default=MedCAMConfig.prune_ranking, choices=PRUNE_RANKINGS,
+                        help="the pruning's ranking (default: MedCAMConfig's, as the DICOM path uses it; the "
+                             "explainer file keeps the one of the day it was trained)")
     parser.add_argument("--seed", default="test", choices=["test", "validation"],
                         help="held-out test volumes (default) or the validation volumes")
     parser.add_argument("--json", type=Path)
@@ -53,7 +57,8 @@ def main() -> None:
     torch.manual_seed(0)
     classifier = TrainedClassifier.load(args.classifier) if args.classifier else load_demo_classifier("ct3d")
     network = classifier.network
-    explainer = AmortizedMedCAM.load(args.explainer, network)
+    saved = AmortizedMedCAM.load(args.explainer, network).config
+    explainer = AmortizedMedCAM.load(args.explainer, network, config=replace(saved, prune_ranking=args.prune_ranking))
     test = generate("ct3d", args.volumes, seed=TEST_SEED if args.seed == "test" else VALIDATION_SEED)
     rankers = {"gradcam": GradCAMSaliency(network), "occlusion": OcclusionSaliency(network),
                "rise": RISESaliency(network)}
