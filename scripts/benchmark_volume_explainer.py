@@ -29,7 +29,7 @@ from medcam_dicom.benchmark.metrics import iou, precision
 from medcam_dicom.benchmark.training import TEST_SEED, VALIDATION_SEED
 from medcam_dicom.data.synthetic import generate
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, RISESaliency, explain_at_area
-from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_RANKINGS, MedCAMConfig
+from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_RANKINGS
 from medcam_dicom.models.demo import TrainedClassifier, demo_explainer_path, load_demo_classifier
 
 
@@ -47,9 +47,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["gradcam", "occlusion", "rise"],
                         choices=["gradcam", "occlusion", "rise"])
     parser.add_argument("--prune", default="none", choices=PRUNE_CRITERIA)
-    parser.add_argument("--prune-ranking", default=MedCAMConfig.prune_ranking, choices=PRUNE_RANKINGS,
-                        help="the pruning's ranking (default: MedCAMConfig's, as the DICOM path uses it; the "
-                             "explainer file keeps the one of the day it was trained)")
+    parser.add_argument("--prune-ranking", default="soft", choices=PRUNE_RANKINGS,
+                        help="the pruning's ranking (default: soft, as the demo-ct3d description sets it; "
+                             "'auto' = MedCAMConfig's default; the explainer file's saved one is not used)")
     parser.add_argument("--seed", default="test", choices=["test", "validation"],
                         help="held-out test volumes (default) or the validation volumes")
     parser.add_argument("--json", type=Path)

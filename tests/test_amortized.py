@@ -167,6 +167,8 @@ def test_amortised_pruning_ranks_by_the_classifiers_gradient_when_the_config_ask
         assert gradient.faithful and not bool((gradient.mask & ~unpruned.mask).any())
         assert (gradient.mask & disk).sum() >= 0.5 * gradient.mask.sum()
         differs.append(not torch.equal(gradient.mask, soft.mask))
+        if ranking == "blend":  # the default ranking of an amortised explainer
+            assert torch.equal(explainer.explain(image, prune="decision").mask, gradient.mask)
     assert any(differs)  # the ranking reached the pruning
 
 

@@ -224,6 +224,20 @@ def test_medcam_prunes_by_the_gradient_when_asked(ranking):
         MedCAMConfig(prune_gradient_weight=1.5)
 
 
+def test_the_default_ranking_is_the_blend_amortised_and_the_soft_mask_per_image():
+    assert MedCAMConfig().prune_ranking == "auto"
+    assert MedCAMConfig().pruning_ranking(amortized=True) == "blend"
+    assert MedCAMConfig().pruning_ranking(amortized=False) == "soft"
+    for ranking in ("soft", "gradient", "blend"):
+        assert MedCAMConfig(prune_ranking=ranking).pruning_ranking(amortized=True) == ranking
+        assert MedCAMConfig(prune_ranking=ranking).pruning_ranking(amortized=False) == ranking
+    image, _ = blob_image(size=32, centre=(10, 20), radius=4.0)
+    settings = dict(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,), prune="decision")
+    by_default = MedCAM(BlobDetector(), config=MedCAMConfig(**settings)).explain(image)
+    by_soft = MedCAM(BlobDetector(), config=MedCAMConfig(**settings, prune_ranking="soft")).explain(image)
+    assert torch.equal(by_default.mask, by_soft.mask)
+
+
 def test_the_blend_mixes_each_rankings_order_within_the_mask():
     mask = _square(4, 0, 0, 2)  # voxels (0,0), (0,1), (1,0), (1,1)
     outside = torch.arange(16.0).view(4, 4)

@@ -295,9 +295,9 @@ class AmortizedMedCAM:
 
         ``prune``: what is done with a faithful mask, as :attr:`MedCAMConfig.prune` does for per-image
         Med-CAM: ``"none"`` (default) = kept as it is; ``"decision"`` / ``"preserved"`` = the smallest
-        level of it along the explainer's own ranking (the decoder's logits, or the refined soft mask;
-        the classifier's gradient with ``config.prune_ranking="gradient"``) that keeps the decision / is
-        also as convincing as the full image
+        level of it along the explainer's ranking (by default the decoder's logits - or the refined soft
+        mask - blended with the classifier's gradient, see :attr:`MedCAMConfig.prune_ranking`) that keeps
+        the decision / is also as convincing as the full image
         (:func:`~medcam_dicom.explain.pruning.prune_mask`; one batched classifier pass of 12 masks, and
         one of ``config.prune_refine`` finer levels below the chosen one);
         ``"sufficient"`` = as ``"preserved"``, and a mask none of whose levels is as convincing as the full
@@ -343,8 +343,9 @@ class AmortizedMedCAM:
                 own = predicted["logits"][0]  # the decoder's logits rank without the sigmoid's saturated ties
             else:
                 own = result.soft_mask  # a refined mask has its own ranking
-            scores = ranking_scores(self.config.prune_ranking, own, self.classifier, image, baseline,
-                                    result.mask.to(self.device), target_index, self.config.prune_gradient_weight)
+            ranking = self.config.pruning_ranking(amortized=True)
+            scores = ranking_scores(ranking, own, self.classifier, image, baseline, result.mask.to(self.device),
+                                    target_index, self.config.prune_gradient_weight)
             full_odds = float(target_log_odds(predicted["class_logits"][:1].float(),
                                               torch.tensor([target_index], device=self.device))[0])
             self._prune(result, image, baseline, scores, full_odds, prune)

@@ -13,7 +13,7 @@ BASELINES = ("zero", "mean", "blur", "noise")
 ROBUSTNESS_BACKGROUNDS = ("zero", "blur", "gaussian", "uniform")
 WARM_STARTS = ("none", "occlusion", "gradcam")
 PRUNE_CRITERIA = ("none", "preserved", "decision", "sufficient")
-PRUNE_RANKINGS = ("soft", "gradient", "blend")
+PRUNE_RANKINGS = ("auto", "soft", "gradient", "blend")
 #: the pruning's levels, as fractions of the optimised mask's voxel count: shrinking, and growing (for a
 #: mask that falls short of the full image's probability)
 PRUNE_SHRINK_FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -137,18 +137,21 @@ class MedCAMConfig:
             there grows over the image (``prune_image_fractions``) until it does; ``"decision"`` =
             keeps the decision; ``"none"`` = the optimised mask as it is (see
             :mod:`medcam_dicom.explain.pruning`). Default ``"preserved"``.
-        prune_ranking: what orders the voxels the pruning keeps: ``"soft"`` = the optimised soft
+        prune_ranking: what orders the voxels the pruning keeps (:meth:`pruning_ranking`): ``"auto"``
+            (default) = ``"blend"`` for an amortised explainer, ``"soft"`` for per-image Med-CAM (each
+            chosen by measurement: docs/benchmark.md, "blend"); ``"soft"`` = the optimised soft
             mask (an amortised explainer's: its decoder's logits); ``"gradient"`` = the classifier's own
             gradient of the target log-odds with respect to the mask at the optimised hard mask
             (``grad_x . (x - baseline)``, smoothed over 1/32 of the smallest side): the voxels whose
             removal would cost the decision most come first. Measured on the plain-trained classifiers
             (per-image): tuning IoU 0.611 -> 0.578, p removed 0.077 -> 0.179, held out precision 0.744 ->
             0.765; amortised it ranks small but off the finding (held-out precision 0.86). ``"blend"`` =
-            both (default since 2026-11-30): ``1 - prune_gradient_weight`` times a voxel's percentile
-            within the mask by the soft mask plus ``prune_gradient_weight`` times its percentile by the
-            gradient (:func:`~medcam_dicom.explain.pruning.blended_scores`; one backward pass more).
-            Chosen on the tuning classifiers (amortised ``preserved`` precision 0.779 -> 0.800,
-            ``decision`` minimality 1.01 -> 0.98); held out 0.831 -> 0.844 and 1.08 -> 1.03.
+            both: ``1 - prune_gradient_weight`` times a voxel's percentile within the mask by the soft
+            mask plus ``prune_gradient_weight`` times its percentile by the gradient
+            (:func:`~medcam_dicom.explain.pruning.blended_scores`; one backward pass more). Amortised,
+            chosen on the tuning classifiers (``preserved`` precision 0.779 -> 0.800, ``decision``
+            minimality 1.01 -> 0.98; held out 0.831 -> 0.844 and 1.08 -> 1.03); per image no better on
+            the tuning classifiers and worse held out (precision on the finding), so not used there.
         prune_gradient_weight: the gradient's weight in the ``"blend"`` ranking, in [0, 1] (0 = the soft
             mask's order, 1 = the gradient's). Default 0.25, chosen on the tuning classifiers over 0.5
             (docs/benchmark.md, "blend").
@@ -198,7 +201,7 @@ class MedCAMConfig:
     backtrack_patience: int = 5
     threshold: float = 0.5
     prune: str = "preserved"
-    prune_ranking: str = "blend"
+    prune_ranking: str = "auto"
     prune_fractions: tuple[float, ...] = PRUNE_SHRINK_FRACTIONS + PRUNE_GROW_FRACTIONS
     prune_image_fractions: tuple[float, ...] = PRUNE_IMAGE_FRACTIONS
     prune_refine: int = 8
@@ -328,6 +331,13 @@ class MedCAMConfig:
         if isinstance(weights, dict):
             weights = {**AMORTIZED_WEIGHTS, **weights}
         return cls(weights=weights, **settings)
+
+    def pruning_ranking(self, amortized: bool) -> str:
+        """The ranking the pruning uses (:attr:`prune_ranking` with ``"auto"`` resolved): ``"blend"`` for
+        an amortised explainer (``amortized=True``), ``"soft"`` for per-image Med-CAM."""
+        if self.prune_ranking != "auto":
+            return self.prune_ranking
+        return "blend" if amortized else "soft"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MedCAMConfig:

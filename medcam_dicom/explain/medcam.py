@@ -170,8 +170,9 @@ class MedCAM:
             baseline = self.baseline(image)
             if self.config.prune != "none":
                 full_odds = float(losses.target_log_odds(full_logits, torch.tensor([target_index], device=self.device)))
-                scores = ranking_scores(self.config.prune_ranking, soft_mask, self.classifier, image, baseline,
-                                        mask, target_index, self.config.prune_gradient_weight)
+                ranking = self.config.pruning_ranking(amortized=False)
+                scores = ranking_scores(ranking, soft_mask, self.classifier, image, baseline, mask, target_index,
+                                        self.config.prune_gradient_weight)
                 mask = prune_mask(self.classifier, image, baseline, mask, scores, target_index, full_odds,
                                   self.config.prune, self.config.prune_fractions,
                                   self.config.prune_image_fractions, self.config.prune_refine).to(self.device)

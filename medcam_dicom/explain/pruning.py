@@ -54,8 +54,8 @@ def ranking_scores(
     """The scores the pruning ranks ``mask``'s voxels by (:attr:`MedCAMConfig.prune_ranking`): ``"soft"``
     = ``own`` (the explainer's soft mask or decoder logits), ``"gradient"`` = :func:`gradient_scores` at
     ``mask``, ``"blend"`` = both by :func:`blended_scores` with ``gradient_weight`` on the gradient."""
-    if ranking not in PRUNE_RANKINGS:
-        raise ValueError(f"unknown prune ranking {ranking!r}; expected any of {PRUNE_RANKINGS}")
+    if ranking not in PRUNE_RANKINGS or ranking == "auto":  # "auto" is resolved by the config
+        raise ValueError(f"unknown prune ranking {ranking!r}; expected any of {PRUNE_RANKINGS[1:]}")
     if ranking == "soft":
         return own
     gradient = gradient_scores(classifier, image, baseline, mask, target)
@@ -83,7 +83,7 @@ def blended_scores(
 
 def _percentiles(values: torch.Tensor) -> torch.Tensor:
     """Each value's rank among ``values`` scaled to [0, 1] (0 when there is one), ties at their mean rank."""
-    distinct, inverse, counts = torch.unique(values, return_inverse=True, return_counts=True)
+    _, inverse, counts = torch.unique(values, return_inverse=True, return_counts=True)
     first_rank = torch.cumsum(counts, 0) - counts  # the rank of each distinct value's first occurrence
     mean_rank = first_rank.float() + (counts.float() - 1.0) / 2.0
     return mean_rank[inverse] / max(1, values.numel() - 1)
