@@ -270,5 +270,6 @@ def test_the_pruning_ranking_is_the_configs_soft_gradient_or_blend():
     assert torch.equal(ranking_scores("gradient", own, classifier, image, baseline, mask, 1, 0.25), gradient)
     assert torch.equal(ranking_scores("blend", own, classifier, image, baseline, mask, 1, 0.25),
                        blended_scores(own, gradient, mask, 0.25))
-    with pytest.raises(ValueError, match="ranking"):
-        ranking_scores("occlusion", own, classifier, image, baseline, mask, 1, 0.25)
+    for unresolved in ("occlusion", "auto"):  # "auto" is the config's to resolve
+        with pytest.raises(ValueError, match="ranking"):
+            ranking_scores(unresolved, own, classifier, image, baseline, mask, 1, 0.25)
