@@ -54,8 +54,9 @@ def ranking_scores(
     """The scores the pruning ranks ``mask``'s voxels by (:attr:`MedCAMConfig.prune_ranking`): ``"soft"``
     = ``own`` (the explainer's soft mask or decoder logits), ``"gradient"`` = :func:`gradient_scores` at
     ``mask``, ``"blend"`` = both by :func:`blended_scores` with ``gradient_weight`` on the gradient."""
-    if ranking not in PRUNE_RANKINGS or ranking == "auto":  # "auto" is resolved by the config
-        raise ValueError(f"unknown prune ranking {ranking!r}; expected any of {PRUNE_RANKINGS[1:]}")
+    resolved = tuple(name for name in PRUNE_RANKINGS if name != "auto")  # "auto" is the config's to resolve
+    if ranking not in resolved:
+        raise ValueError(f"unknown prune ranking {ranking!r}; expected any of {resolved}")
     if ranking == "soft":
         return own
     gradient = gradient_scores(classifier, image, baseline, mask, target)
