@@ -188,6 +188,25 @@ def test_save_and_load_give_identical_masks(trained_on_blobs, tmp_path):
     assert loaded.coarseness == 2 and loaded.width == 16
 
 
+def test_a_loaded_explainer_keeps_what_it_learned_with_and_prunes_with_todays_defaults(trained_on_blobs, tmp_path):
+    explainer, val, _ = trained_on_blobs
+    dated = dataclasses.replace(explainer.config, prune_ranking="soft", prune_refine=0, null_masks=4)
+    old = AmortizedMedCAM(explainer.classifier, config=dated, width=16, coarseness=2).build(val[0])
+    old.load_state_dict(explainer.state_dict())
+    path = tmp_path / "explainer.pt"
+    old.save(path)
+    loaded = AmortizedMedCAM.load(path, explainer.classifier)
+    today = MedCAMConfig()
+    assert (loaded.config.prune_ranking, loaded.config.prune_refine, loaded.config.null_masks) == (
+        today.prune_ranking, today.prune_refine, today.null_masks)
+    # what the decoder was trained with stays the file's
+    assert loaded.config.weights.margin == 0.0 and loaded.config.unet_channels == (8, 16)
+    assert loaded.config.max_steps == 40
+    assert loaded.medcam.config is loaded.config
+    chosen = AmortizedMedCAM.load(path, explainer.classifier, config=dated)
+    assert chosen.config == dated  # an explicit config is taken as it is
+
+
 def test_state_dict_round_trip_into_a_built_explainer(trained_on_blobs):
     # what MONAI's CheckpointSaver / ignite's Checkpoint call: state_dict() to save, load_state_dict() to resume
     explainer, val, _ = trained_on_blobs
@@ -308,7 +327,8 @@ def test_shipped_3d_explainer_pruned_to_the_decision_lies_on_the_lesion():
     assert classifier.metrics["masking"] == 0.5  # the demo one is fine-tuned with masking ...
     assert TrainedClassifier.load(demo_plain_checkpoint_path("ct3d")).metrics.get("masking", 0.0) == 0.0  # plain ships
     assert load_description("demo-ct3d").explainer.prune == "decision"
-    explainer = AmortizedMedCAM.load(demo_explainer_path("ct3d"), classifier.network)
+    description = load_description("demo-ct3d")  # its config ranks the pruning by the decoder alone
+    explainer = AmortizedMedCAM.load(demo_explainer_path("ct3d"), classifier.network, config=description.medcam)
     test = generate("ct3d", 8, seed=TEST_SEED)
     images = classifier.preprocess(test.images)
     found = []

@@ -474,13 +474,16 @@ class AmortizedMedCAM:
         config: MedCAMConfig | None = None,
     ) -> AmortizedMedCAM:
         """Load a file written by :meth:`save` for ``classifier``; ``config`` overrides the saved one (the
-        network's shape always comes from the file). Raises ``ValueError`` naming the file when it is not an
-        amortised explainer or does not fit the classifier."""
+        network's shape always comes from the file). Without ``config``, the saved config is used with
+        today's defaults for the options that act on a finished mask (pruning, null check:
+        :meth:`MedCAMConfig.explain_time_defaults`), so that an explainer trained before a pruning default
+        changed prunes as today's do. Raises ``ValueError`` naming the file when it is not an amortised
+        explainer or does not fit the classifier."""
         payload = load_checkpoint(path, CHECKPOINT_FORMAT, "amortised explainer")
         explainer = cls(
             classifier,
             layers=payload["layers"],
-            config=config or MedCAMConfig.from_dict(payload["config"]),
+            config=config or MedCAMConfig.from_dict(payload["config"]).explain_time_defaults(),
             device=device,
             width=payload["width"],
             coarseness=payload["coarseness"],

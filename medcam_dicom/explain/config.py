@@ -6,7 +6,7 @@ see ``docs/design-notes.md`` for how they were chosen and ``docs/benchmark.md`` 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 BASELINES = ("zero", "mean", "blur", "noise")
@@ -22,6 +22,11 @@ PRUNE_GROW_FRACTIONS = (1.25, 1.5, 2.0, 3.0)
 #: of the full image's probability to along its ranking (an empty one too), up to the whole image: 0.25 %
 #: to 100 %, each 20 % above the last (the benchmark's minimality search uses the same grid)
 PRUNE_IMAGE_FRACTIONS = tuple(sorted({min(1.0, 0.0025 * 1.2**k) for k in range(34)} | {1.0}))
+#: the options that act on a mask once it is made - its pruning and its null check - not on how it is
+#: made: a saved explainer is loaded with today's defaults for these (:meth:`MedCAMConfig.explain_time_defaults`),
+#: not with those of the day it was trained
+EXPLAIN_TIME_OPTIONS = ("prune", "prune_ranking", "prune_fractions", "prune_image_fractions", "prune_refine",
+                        "prune_gradient_weight", "null_masks", "null_limit")
 #: the loss weights :meth:`MedCAMConfig.amortized` changes: the amortised explainer is trained without the
 #: activation-matching term (chosen on the benchmark's tuning split; docs/benchmark.md)
 AMORTIZED_WEIGHTS = {"act": 0.0}
@@ -331,6 +336,13 @@ class MedCAMConfig:
         if isinstance(weights, dict):
             weights = {**AMORTIZED_WEIGHTS, **weights}
         return cls(weights=weights, **settings)
+
+    def explain_time_defaults(self) -> MedCAMConfig:
+        """A copy with every option of :data:`EXPLAIN_TIME_OPTIONS` (pruning, null check) at its default and
+        everything else - what a trained explainer learned with - as it is: how a saved explainer's config
+        is loaded, so that a file trained before a pruning default changed prunes as today's do."""
+        defaults = MedCAMConfig()
+        return replace(self, **{name: getattr(defaults, name) for name in EXPLAIN_TIME_OPTIONS})
 
     def pruning_ranking(self, amortized: bool) -> str:
         """The ranking the pruning uses (:attr:`prune_ranking` with ``"auto"`` resolved): ``"blend"`` for
