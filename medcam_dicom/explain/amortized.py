@@ -37,7 +37,7 @@ from medcam_dicom.explain.mask_network import (
 )
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.null_check import attach_null_check
-from medcam_dicom.explain.pruning import prune_mask, ranking_scores
+from medcam_dicom.explain.pruning import prune_reranked
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
 from medcam_dicom.explain.warm_start import smallest_faithful_level, top_fraction_masks
@@ -299,7 +299,8 @@ class AmortizedMedCAM:
         mask - blended with the classifier's gradient, see :attr:`MedCAMConfig.prune_ranking`) that keeps
         the decision / is also as convincing as the full image
         (:func:`~medcam_dicom.explain.pruning.prune_mask`; one batched classifier pass of 12 masks, and
-        one of ``config.prune_refine`` finer levels below the chosen one);
+        one of ``config.prune_refine`` finer levels below the chosen one), then again along the gradient
+        taken at the pruned mask while that shrinks it (``config.prune_rerank`` rounds at most);
         ``"sufficient"`` = as ``"preserved"``, and a mask none of whose levels is as convincing as the full
         image (an empty one too) grows along the same ranking over ``config.prune_image_fractions`` of the
         image until it is (a second batch; the whole image ends it): the masked probability is then never
@@ -343,27 +344,28 @@ class AmortizedMedCAM:
                 own = predicted["logits"][0]  # the decoder's logits rank without the sigmoid's saturated ties
             else:
                 own = result.soft_mask  # a refined mask has its own ranking
-            ranking = self.config.pruning_ranking(amortized=True)
-            scores = ranking_scores(ranking, own, self.classifier, image, baseline, result.mask.to(self.device),
-                                    target_index, self.config.prune_gradient_weight)
             full_odds = float(target_log_odds(predicted["class_logits"][:1].float(),
                                               torch.tensor([target_index], device=self.device))[0])
-            self._prune(result, image, baseline, scores, full_odds, prune)
+            self._prune(result, image, baseline, own, full_odds, prune)
             result.seconds = time.perf_counter() - started
         if result.random_keep is None:  # a refinement through MedCAM has run it already
             attach_null_check(result, self.classifier, image, baseline, self.config)
         return result
 
     def _prune(
-        self, result: Explanation, image: torch.Tensor, baseline: torch.Tensor, scores: torch.Tensor,
+        self, result: Explanation, image: torch.Tensor, baseline: torch.Tensor, own: torch.Tensor,
         full_odds: float, criterion: str,
     ) -> None:
-        """Replace ``result``'s faithful mask by its smallest level along ``scores`` passing ``criterion``
-        (``full_odds``: the full image's target log-odds) and its figures by the pruned mask's: area,
-        masked probability, null check redone."""
-        pruned = prune_mask(self.classifier, image, baseline, result.mask, scores, result.target, full_odds,
-                            criterion, image_fractions=self.config.prune_image_fractions,
-                            refine=self.config.prune_refine)
+        """Replace ``result``'s faithful mask by its smallest level passing ``criterion`` along the
+        config's ranking (``own``: the decoder's logits or the refined soft mask; ``full_odds``: the full
+        image's target log-odds; :func:`~medcam_dicom.explain.pruning.prune_reranked`) and its figures by
+        the pruned mask's: area, masked probability, null check redone."""
+        pruned = prune_reranked(
+            self.classifier, image, baseline, result.mask.to(self.device), own, result.target, full_odds,
+            criterion, self.config.pruning_ranking(amortized=True), self.config.prune_gradient_weight,
+            self.config.prune_rerank, image_fractions=self.config.prune_image_fractions,
+            refine=self.config.prune_refine,
+        )
         if torch.equal(pruned, result.mask.bool().cpu()):
             return
         faithful, masked_probability = verify_mask(self.classifier, image, pruned, result.target, baseline)

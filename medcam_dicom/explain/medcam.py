@@ -26,7 +26,7 @@ from medcam_dicom.explain.mask_network import (
     straight_through_mask,
 )
 from medcam_dicom.explain.null_check import attach_null_check
-from medcam_dicom.explain.pruning import prune_mask, ranking_scores
+from medcam_dicom.explain.pruning import prune_reranked
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, resolve_device, verify_mask
 from medcam_dicom.explain.warm_start import PriorOffsetNetwork, prior_logits, start_mask
@@ -170,12 +170,12 @@ class MedCAM:
             baseline = self.baseline(image)
             if self.config.prune != "none":
                 full_odds = float(losses.target_log_odds(full_logits, torch.tensor([target_index], device=self.device)))
-                ranking = self.config.pruning_ranking(amortized=False)
-                scores = ranking_scores(ranking, soft_mask, self.classifier, image, baseline, mask, target_index,
-                                        self.config.prune_gradient_weight)
-                mask = prune_mask(self.classifier, image, baseline, mask, scores, target_index, full_odds,
-                                  self.config.prune, self.config.prune_fractions,
-                                  self.config.prune_image_fractions, self.config.prune_refine).to(self.device)
+                mask = prune_reranked(
+                    self.classifier, image, baseline, mask, soft_mask, target_index, full_odds, self.config.prune,
+                    self.config.pruning_ranking(amortized=False), self.config.prune_gradient_weight,
+                    self.config.prune_rerank, self.config.prune_fractions, self.config.prune_image_fractions,
+                    self.config.prune_refine,
+                ).to(self.device)
             faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
         explanation = Explanation(
             mask=mask.cpu(),

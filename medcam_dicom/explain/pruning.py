@@ -12,7 +12,8 @@ returned unchanged. The levels go through the classifier as one batch (as the wa
 batch of finer levels between the chosen one and the next smaller one tried finds the level to a few per
 cent (``refine``).
 Optionally the ranking is the classifier's own gradient at the optimised mask (:func:`gradient_scores`),
-or a blend of the two (:func:`blended_scores`).
+or a blend of the two (:func:`blended_scores`); such a ranking is taken again at the pruned mask and the
+pruning repeated while it shrinks (:func:`prune_reranked`).
 The ``"sufficient"`` criterion goes further for a mask none of whose levels is as convincing as the full
 image: it keeps growing along the ranking over the image (a second batch) until one is; the whole image,
 the full image itself, always is.
@@ -61,6 +62,32 @@ def ranking_scores(
         return own
     gradient = gradient_scores(classifier, image, baseline, mask, target)
     return gradient if ranking == "gradient" else blended_scores(own, gradient, mask, gradient_weight)
+
+
+def prune_reranked(
+    classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor, own: torch.Tensor,
+    target: int, full_log_odds: float, criterion: str, ranking: str, gradient_weight: float = 0.25,
+    rounds: int = 0, fractions: Sequence[float] = PRUNE_SHRINK_FRACTIONS, image_fractions: Sequence[float] = (),
+    refine: int = 0,
+) -> torch.Tensor:
+    """:func:`prune_mask` along :func:`ranking_scores` at ``mask`` (``own``: the explainer's soft mask or
+    logits); then, for a ranking that depends on the mask it is taken at (``"gradient"``, ``"blend"``), up
+    to ``rounds`` more times along the ranking recomputed at the mask just pruned, while that shrinks it:
+    the classifier's gradient at the small mask says which of *its* voxels the decision rests on, where the
+    gradient at the whole mask spoke for voxels the first pruning dropped. Each round costs one backward
+    pass and the pruning's batches; ``"soft"`` does not change with the mask and prunes once."""
+    scores = ranking_scores(ranking, own, classifier, image, baseline, mask, target, gradient_weight)
+    pruned = prune_mask(classifier, image, baseline, mask, scores, target, full_log_odds, criterion, fractions,
+                        image_fractions, refine)
+    for _ in range(rounds if ranking != "soft" else 0):
+        scores = ranking_scores(ranking, own, classifier, image, baseline, pruned.to(image.device), target,
+                                gradient_weight)
+        again = prune_mask(classifier, image, baseline, pruned, scores, target, full_log_odds, criterion,
+                           fractions, image_fractions, refine)
+        if int(again.sum()) >= int(pruned.sum()):
+            break
+        pruned = again
+    return pruned
 
 
 def blended_scores(
