@@ -326,8 +326,8 @@ def test_shipped_3d_explainer_pruned_to_the_decision_lies_on_the_lesion():
     classifier = load_demo_classifier("ct3d")
     assert classifier.metrics["masking"] == 0.5  # the demo one is fine-tuned with masking ...
     assert TrainedClassifier.load(demo_plain_checkpoint_path("ct3d")).metrics.get("masking", 0.0) == 0.0  # plain ships
-    assert load_description("demo-ct3d").explainer.prune == "decision"
     description = load_description("demo-ct3d")  # its config ranks the pruning by the decoder alone
+    assert description.explainer.prune == "decision"
     explainer = AmortizedMedCAM.load(demo_explainer_path("ct3d"), classifier.network, config=description.medcam)
     test = generate("ct3d", 8, seed=TEST_SEED)
     images = classifier.preprocess(test.images)

@@ -299,7 +299,7 @@ class AmortizedMedCAM:
         mask - blended with the classifier's gradient, see :attr:`MedCAMConfig.prune_ranking`) that keeps
         the decision / is also as convincing as the full image
         (:func:`~medcam_dicom.explain.pruning.prune_mask`; one batched classifier pass of 12 masks, and
-        one of ``config.prune_refine`` finer levels below the chosen one), then again along the gradient
+        one of ``config.prune_refine`` finer levels below the chosen one), then again along the ranking
         taken at the pruned mask while that shrinks it (``config.prune_rerank`` rounds at most);
         ``"sufficient"`` = as ``"preserved"``, and a mask none of whose levels is as convincing as the full
         image (an empty one too) grows along the same ranking over ``config.prune_image_fractions`` of the
