@@ -5,6 +5,7 @@ test).
 Held-out: the benchmark's test seed, which neither the classifier (training/validation seeds) nor the
 explainer (its own seed, validated on the validation seed) saw. Per volume: decision kept on the evidence,
 and on the volumes called "lesion": precision (share of the mask on the planted lesion), IoU, area, seconds.
+The explainer runs with the ``demo-ct3d`` description's settings, as the DICOM path runs it.
 
     python scripts/benchmark_volume_explainer.py --volumes 24 [--explainer path.pt] [--classifier path.pt]
         [--prune decision] [--prune-ranking blend] [--seed validation] [--json out.json]
@@ -31,6 +32,7 @@ from medcam_dicom.data.synthetic import generate
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, RISESaliency, explain_at_area
 from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_RANKINGS
 from medcam_dicom.models.demo import TrainedClassifier, demo_explainer_path, load_demo_classifier
+from medcam_dicom.models.description import load_description
 
 
 def row(explanation, truth: torch.Tensor) -> dict:
@@ -47,9 +49,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["gradcam", "occlusion", "rise"],
                         choices=["gradcam", "occlusion", "rise"])
     parser.add_argument("--prune", default="none", choices=PRUNE_CRITERIA)
-    parser.add_argument("--prune-ranking", default="soft", choices=PRUNE_RANKINGS,
-                        help="the pruning's ranking (default: soft, as the demo-ct3d description sets it; "
-                             "'auto' = MedCAMConfig's default; the explainer file's saved one is not used)")
+    parser.add_argument("--prune-ranking", choices=PRUNE_RANKINGS,
+                        help="the pruning's ranking (default: the demo-ct3d description's, soft; "
+                             "'auto' = MedCAMConfig's default)")
     parser.add_argument("--seed", default="test", choices=["test", "validation"],
                         help="held-out test volumes (default) or the validation volumes")
     parser.add_argument("--json", type=Path)
@@ -57,8 +59,10 @@ def main() -> None:
     torch.manual_seed(0)
     classifier = TrainedClassifier.load(args.classifier) if args.classifier else load_demo_classifier("ct3d")
     network = classifier.network
-    saved = AmortizedMedCAM.load(args.explainer, network).config
-    explainer = AmortizedMedCAM.load(args.explainer, network, config=replace(saved, prune_ranking=args.prune_ranking))
+    config = load_description("demo-ct3d").medcam  # what the DICOM path explains ct3d volumes with
+    if args.prune_ranking:
+        config = replace(config, prune_ranking=args.prune_ranking)
+    explainer = AmortizedMedCAM.load(args.explainer, network, config=config)
     test = generate("ct3d", args.volumes, seed=TEST_SEED if args.seed == "test" else VALIDATION_SEED)
     rankers = {"gradcam": GradCAMSaliency(network), "occlusion": OcclusionSaliency(network),
                "rise": RISESaliency(network)}
