@@ -12,6 +12,9 @@ mask. The smallest faithful top-k area of a ranking method does not depend on Me
 minimality ratio of every run is taken against the best ranking method of *all* runs on the same
 classifier and image ("min ratio": the smallest top-k keeping the decision; "min ratio p": keeping the
 target's probability at least at the full image's, as Med-CAM's stopping rule asks; lesion decisions).
+"precision gap" is Med-CAM's precision minus that of the ranking method most precise at its area in the
+same run, as the mean of the per-image differences with a 95 % bootstrap interval over classifiers
+(:mod:`medcam_dicom.benchmark.gaps`); "level" when the interval holds 0.
 
 A run given as ``DIR+DIR...`` pools folders run with the same settings on different classifiers (e.g.
 ``--zoo-archs`` runs made while the rest of the zoo was training) into one row.
@@ -24,6 +27,7 @@ import json
 import statistics
 from pathlib import Path
 
+from medcam_dicom.benchmark.gaps import equal_area_gaps
 from medcam_dicom.benchmark.names import RANKING_METHODS
 
 # (heading, per-image key, aggregation, on the lesion decisions only)
@@ -52,6 +56,15 @@ def _aggregate(rows: list[dict], key: str, how: str) -> str:
     return f"{statistics.fmean(values):.3f}"
 
 
+def _precision_gap(rows: list[dict], method: str) -> str:
+    """Precision of ``method`` minus the most precise ranking method at equal area, with its interval."""
+    gaps = equal_area_gaps(rows, method, RANKING_METHODS)
+    if not gaps:
+        return "-"
+    baseline, gap = min(gaps.items(), key=lambda item: item[1].mean)
+    return f"{gap} vs {baseline}: {gap.settled}"
+
+
 def _pooled(folders: list[Path]) -> dict:
     """One report from the benchmark.json of each folder: the first one's settings, every image row."""
     reports = [json.loads((folder / "benchmark.json").read_text()) for folder in folders]
@@ -76,7 +89,7 @@ def main() -> None:
                 best[key] = min(best.get(key, 1.0), r["smallest_faithful_area"])
             if r["method"] in RANKING_METHODS and r.get("smallest_preserving_area") is not None:
                 best_preserving[key] = min(best_preserving.get(key, 1.0), r["smallest_preserving_area"])
-    header = ["run", "method", *[c[0] for c in COLUMNS], "min ratio", "min ratio p"]
+    header = ["run", "method", *[c[0] for c in COLUMNS], "min ratio", "min ratio p", "precision gap"]
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     shown_rankers: set[str] = set()
@@ -97,7 +110,8 @@ def main() -> None:
                         if r["faithful"] and (r["dataset"], r["index"]) in best_preserving]
             ratio_p = f"{statistics.median(ratios_p):.2f}" if ratios_p and method not in RANKING_METHODS else "-"
             cells = [_aggregate(lesion if on_lesion else rows, key, how) for _, key, how, on_lesion in COLUMNS]
-            print(" | ".join([run, method, *cells, ratio, ratio_p]))
+            gap = "-" if method in RANKING_METHODS else _precision_gap(report["images"], method)
+            print(" | ".join([run, method, *cells, ratio, ratio_p, gap]))
             if method in RANKING_METHODS:
                 shown_rankers.add(method)
         print(f"<!-- {run}: {len(report['datasets'])} classifiers, settings {json.dumps(settings)} -->")

@@ -249,3 +249,31 @@ def test_medcam_finds_the_planted_lesion_far_better_than_chance():
         area, truth = explanation.area_fraction, float(lesion.float().mean())
         chance = area * truth / (area + truth - area * truth)  # expected IoU of a random mask of this area
         assert iou(explanation.mask, lesion) >= max(0.3, 5 * chance)
+
+
+def test_paired_gap_resamples_classifiers_and_says_whether_a_method_is_behind():
+    from medcam_dicom.benchmark.gaps import equal_area_gaps, paired_gap
+
+    # every classifier has Med-CAM 0.05 behind on every image: the interval is that point, "behind"
+    behind = paired_gap({f"clf{i}": [-0.05] * 5 for i in range(8)})
+    assert behind.mean == pytest.approx(-0.05) and behind.low == pytest.approx(-0.05)
+    assert behind.high == pytest.approx(-0.05) and behind.settled == "behind"
+    assert (behind.images, behind.classifiers) == (40, 8)
+    # one classifier far behind, the others slightly ahead: the mean is negative, but which classifiers are
+    # drawn decides it, so the interval spans 0 - where resampling the 400 images would say "behind"
+    mixed = {"bad": [-0.3] * 50, **{f"good{i}": [0.02] * 50 for i in range(7)}}
+    gap = paired_gap(mixed)
+    assert gap.mean == pytest.approx((-0.3 * 50 + 0.02 * 350) / 400)
+    assert gap.low < 0 < gap.high and gap.settled == "level"
+    assert str(gap) == str(paired_gap(mixed))  # seeded: a report reprints the same interval
+    assert paired_gap({"a": [0.1, 0.2], "b": [0.3]}).settled == "ahead"
+    with pytest.raises(ValueError, match="no differences"):
+        paired_gap({"a": []})
+
+    rows = [{"dataset": d, "index": i, "method": m, "precision": p}
+            for d in ("ct/cnn", "mr/cnn") for i in range(3)
+            for m, p in (("medcam", 0.9), ("rise", 0.8), ("occlusion", 0.95), ("gradcam", None))]
+    gaps = equal_area_gaps(rows, "medcam", ("rise", "occlusion", "gradcam"))
+    assert set(gaps) == {"rise", "occlusion"}  # no precision (a "normal" decision): no pair
+    assert gaps["rise"].mean == pytest.approx(0.1) and gaps["rise"].settled == "ahead"
+    assert gaps["occlusion"].mean == pytest.approx(-0.05) and gaps["occlusion"].images == 6
