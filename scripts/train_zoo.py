@@ -2,7 +2,7 @@
 
     python scripts/train_zoo.py                              # every plain classifier that is missing
     python scripts/train_zoo.py --split tuning               # the part defaults are chosen on
-    python scripts/train_zoo.py --archs vit-small --datasets ct --force
+    python scripts/train_zoo.py --archs vit-convstem-small --datasets ct --force
     python scripts/train_zoo.py --explainers --split tuning  # their amortised explainers (default loss)
     python scripts/train_zoo.py --explainers --core-weight 10 --out runs/core   # ... with the core term
     python scripts/train_zoo.py --explainers --set weights.act=10 --out runs/paper  # ... with a loss setting

@@ -174,7 +174,7 @@ def test_zoo_split_tunes_on_two_architectures_and_two_datasets_and_holds_out_the
         zoo_members("plain", datasets=("ct3d",))
     with pytest.raises(ValueError, match="classifiers"):
         zoo_members("ours")
-    assert ZooMember("vit-small", "ct", "plain").split == "held-out"
+    assert ZooMember("vit-convstem-small", "ct", "plain").split == "held-out"
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))

@@ -68,6 +68,25 @@ def test_vit_defaults_are_evenly_spaced_blocks_ending_at_the_last():
     assert all(n.startswith("blocks.") for n in names[:-1])
 
 
+def test_a_vit_with_a_convolutional_stem_matches_its_transformer_blocks_and_grad_cam_takes_its_stem():
+    from medcam_dicom.explain.comparison import GradCAMSaliency
+
+    torch.manual_seed(0)
+    # the zoo's hybrid: as many stem stages (4) as token layers, but the tokens come after them
+    vit = build_classifier("vit-convstem-small", 2, 1, 2, (64, 64)).eval()
+    layers = MedCAM(vit).matched_layers(torch.rand(1, 64, 64))
+    assert all(layer.kind == "token" for layer in layers) and layers[-1].name == "norm"
+    assert all(layer.name.startswith("blocks.") for layer in layers[:-1])
+    assert vit(torch.rand(2, 1, 64, 64))[0].shape == (2, 2)  # MONAI's ViT: (logits, hidden states)
+    # Grad-CAM (MONAI's, which indexes the output as logits) on the stem that makes the 4 x 4 token grid
+    cam = GradCAMSaliency(vit)
+    saliency = cam.saliency(torch.rand(1, 64, 64), 1)
+    assert saliency.shape == (64, 64) and float(saliency.max()) == pytest.approx(1.0)
+    assert cam._chosen[(1, 64, 64)] == "patch_embedding.patch_embeddings"
+    with pytest.raises(ValueError, match="multiple of 16"):
+        build_classifier("vit-convstem-small", 2, 1, 2, (64, 40))
+
+
 def test_user_layers_are_kept_in_the_given_order():
     classifier = build_classifier("resnet18-small", 2, 1, 2)
     layers = MedCAM(classifier, layers=["layer3", "layer1"]).matched_layers(torch.rand(1, 64, 64))

@@ -23,4 +23,4 @@ CLASSIFIER_GROUPS = ("demo", "plain", "masking", "all")
 #: the classifier zoo's split: defaults are chosen on ``tuning``, everything else is ``held-out``
 SPLITS = ("tuning", "held-out", "all")
 #: the classifier zoo's architectures (``medcam_dicom.models.architectures`` builds them)
-ZOO_ARCHS = ("cnn", "resnet18-small", "densenet121-small", "vit-small")
+ZOO_ARCHS = ("cnn", "resnet18-small", "densenet121-small", "vit-convstem-small")

@@ -1,8 +1,9 @@
 """The benchmark's classifier zoo: classifiers trained the ordinary way, as users' classifiers are.
 
 Every 2D dataset gets four architectures trained with plain cross-entropy and ordinary augmentation
-(flips, shifts, intensity; **no masking**): a small CNN, a DenseNet-121, a ResNet-18 and a ViT (MONAI
-networks; see :mod:`medcam_dicom.models.architectures`). The shipped demo classifiers, trained with
+(flips, shifts, intensity; **no masking**): a small CNN, a DenseNet-121, a ResNet-18 and a ViT with a
+convolutional stem (MONAI networks; see :mod:`medcam_dicom.models.architectures`; the plain ViT does not
+learn these tasks from scratch). The shipped demo classifiers, trained with
 random masking, stay as the ``masking`` group.
 
 The zoo is split: every default of the explainers is chosen on the **tuning** part (two architectures on
@@ -44,7 +45,7 @@ RECIPES = {
     "resnet18-small": Recipe(),
     "densenet121-small": Recipe(),
     # a transformer learns from scratch more slowly: more epochs, a smaller step
-    "vit-small": Recipe(epochs=16, learning_rate=5e-4),
+    "vit-convstem-small": Recipe(epochs=16, learning_rate=5e-4),
 }
 
 

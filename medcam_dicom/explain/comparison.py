@@ -23,7 +23,7 @@ from monai.visualize import GradCAM, GradCAMpp, OcclusionSensitivity
 from torch import nn
 
 from medcam_dicom.explain.explanation import Explanation
-from medcam_dicom.explain.features import default_layers
+from medcam_dicom.explain.features import spatial_stage_layers
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, resolve_device, verify_mask
 
@@ -57,8 +57,8 @@ def _rescale(cam: torch.Tensor) -> torch.Tensor:
 
 
 class GradCAMSaliency:
-    """Grad-CAM (or Grad-CAM++ with ``plus_plus``) at ``layer`` (default: the deepest spatial layer
-    Med-CAM would match)."""
+    """Grad-CAM (or Grad-CAM++ with ``plus_plus``) at ``layer`` (default: the end of the deepest spatial
+    stage - for a transformer, the patch projection or stem that makes its tokens)."""
 
     def __init__(self, classifier: nn.Module, layer: str | None = None, plus_plus: bool = False) -> None:
         self.classifier = classifier
@@ -73,15 +73,20 @@ class GradCAMSaliency:
         with evaluation_mode(self.classifier):
             layer = self.layer or self._chosen.get(tuple(image.shape))
             if layer is None:
-                spatial = [m for m in default_layers(self.classifier, batch) if m.kind == "spatial"]
+                spatial = spatial_stage_layers(self.classifier, batch)
                 if not spatial:
-                    raise ValueError("Grad-CAM needs a classifier with spatial feature maps (a CNN)")
-                layer = self._chosen[tuple(image.shape)] = spatial[-1].name
+                    raise ValueError("Grad-CAM needs a classifier with spatial feature maps")
+                layer = self._chosen[tuple(image.shape)] = spatial[-1]
             hooks_before = {m: (set(m._forward_hooks), set(m._backward_hooks)) for m in self.classifier.modules()}
             try:
                 cam_class = GradCAMpp if self.plus_plus else GradCAM
-                cam = cam_class(self.classifier, target_layers=layer, postprocessing=_rescale)
-                result = cam(batch, class_idx=target)
+                # through _LogitsOnly: MONAI's CAM indexes the output as logits (a ViT returns a tuple)
+                cam = cam_class(_LogitsOnly(self.classifier), target_layers=f"classifier.{layer}",
+                                postprocessing=_rescale)
+                with warnings.catch_warnings():
+                    # a layer fed by the image itself (a transformer's stem): its gradient hook warns, harmlessly
+                    warnings.filterwarnings("ignore", "Full backward hook is firing", UserWarning)
+                    result = cam(batch, class_idx=target)
             finally:
                 # MONAI's GradCAM leaves its hooks on the layer and fills .grad: leave neither behind
                 for module, (forward, backward) in hooks_before.items():
@@ -94,8 +99,8 @@ class GradCAMSaliency:
 
 
 class _LogitsOnly(nn.Module):
-    """The classifier seen through :func:`forward_logits`: MONAI's occlusion expects a tensor output, while
-    e.g. MONAI's ViT returns ``(logits, hidden_states)``."""
+    """The classifier seen through :func:`forward_logits`: MONAI's occlusion and CAMs expect a tensor
+    output, while e.g. MONAI's ViT returns ``(logits, hidden_states)``."""
 
     def __init__(self, classifier: nn.Module) -> None:
         super().__init__()

@@ -5,8 +5,8 @@ Modules that run more than once per forward are never chosen.
 - CNNs (outputs shaped ``(B, C, *spatial)``): for every distinct spatial resolution, the module that
   finishes last at that resolution (the end of a stage, after its activation); the input resolution
   itself is skipped when deeper stages exist; the deepest :data:`MAX_DEFAULT_LAYERS` stages are kept.
-- Transformers (more token-producing modules than spatial stages; token outputs ``(B, N, D)``): the
-  outermost modules producing tokens (the blocks),
+- Transformers (token outputs ``(B, N, D)`` after the last spatial stage - a ViT's patch projection, or
+  the convolutional stem of a hybrid): the outermost modules producing tokens (the blocks),
   :data:`MAX_DEFAULT_LAYERS` of them evenly spaced, the last one always included.
 """
 
@@ -155,12 +155,22 @@ def _token_layers(trace: list[tuple[str, tuple[int, ...]]]) -> list[str]:
     return [candidates[round(i * step)] for i in range(MAX_DEFAULT_LAYERS)]
 
 
+def spatial_stage_layers(model: nn.Module, batch: torch.Tensor) -> list[str]:
+    """The last module of each of ``model``'s deepest spatial stages on ``batch`` (up to
+    :data:`MAX_DEFAULT_LAYERS`, deepest last), transformers' patch projections and stems included: where
+    a class activation map can be taken."""
+    trace = _called_once(_trace_output_shapes(model, batch))
+    return _spatial_stage_layers(trace, tuple(batch.shape[2:]))
+
+
 def default_layers(model: nn.Module, batch: torch.Tensor) -> list[MatchedLayer]:
     """Choose the layers to match for ``model`` on ``batch`` (see the module docstring)."""
     trace = _called_once(_trace_output_shapes(model, batch))
     spatial = _spatial_stage_layers(trace, tuple(batch.shape[2:]))
     tokens = _token_layers(trace)
-    if tokens and len(tokens) > len(spatial):  # a transformer: its patch embedding is its only "stage"
+    order = [name for name, _ in trace]
+    if tokens and (not spatial or order.index(tokens[-1]) > order.index(spatial[-1])):
+        # a transformer: its spatial stages (patch projection, convolutional stem) only feed the tokens
         return [MatchedLayer(name, "token") for name in tokens]
     if spatial:
         return [MatchedLayer(name, "spatial") for name in spatial]
