@@ -129,14 +129,15 @@ class AmortizedMedCAM:
 
     def _build_for(self, image: torch.Tensor) -> None:
         """Build the decoder for images like ``image`` ``(C, *spatial)``: probe the classifier once for
-        its class count and the channels of its spatial matched layers."""
-        layers = self.medcam.matched_layers(image)
-        spatial = [layer.name for layer in layers if layer.kind == "spatial"]
-        with evaluation_mode(self.classifier), FeatureRecorder(self.classifier, spatial) as recorder:
+        its class count and the channels of its matched layers (a CNN's feature maps, or a transformer's
+        tokens, which the decoder reads on their patch grid)."""
+        names = [layer.name for layer in self.medcam.matched_layers(image)]
+        with evaluation_mode(self.classifier), FeatureRecorder(self.classifier, names) as recorder:
             with torch.no_grad():
                 logits = forward_logits(self.classifier, image.unsqueeze(0))
-            channels = [int(recorder.outputs[name].shape[1]) for name in spatial]
-        self._build(image.ndim - 1, image.shape[0], int(logits.shape[1]), spatial, channels)
+            outputs = [recorder.outputs[name] for name in names]
+        channels = [int(out.shape[2] if out.ndim == 3 else out.shape[1]) for out in outputs]
+        self._build(image.ndim - 1, image.shape[0], int(logits.shape[1]), names, channels)
 
     def _require_network(self, image: torch.Tensor) -> FeatureMaskDecoder:
         if self.network is None:
