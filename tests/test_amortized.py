@@ -426,33 +426,28 @@ def test_blur_baseline_of_volumes_approximates_the_exact_gaussian():
     assert torch.equal(strong_blur(image, 8.0), torch.as_tensor(GaussianSmooth(sigma=8.0)(image)))
 
 
-def test_the_decoder_of_a_transformer_reads_its_tokens_on_their_patch_grid():
+def test_the_decoder_of_a_transformer_reads_the_stem_its_tokens_are_made_of():
     from monai.networks.nets import ViT
 
-    from medcam_dicom.explain.features import token_grid, tokens_as_grid
-
-    assert token_grid(65, (128, 128)) == (1, (8, 8))  # MONAI's ViT: a class token, 16-px patches
-    assert token_grid(64, (128, 128)) == (0, (8, 8))
-    assert token_grid(33, (32, 64)) == (1, (4, 8)) and token_grid(1 + 32, (32, 64, 64)) == (1, (2, 4, 4))
-    with pytest.raises(ValueError, match="patch grid"):
-        token_grid(5, (32, 32), max_prefix=0)
-    tokens = torch.arange(2 * 5 * 3, dtype=torch.float32).view(2, 5, 3)  # a class token and 2 x 2 patches
-    grid = tokens_as_grid(tokens, (16, 16))
-    assert grid.shape == (2, 3, 2, 2) and torch.equal(grid[1, :, 0, 1], tokens[1, 2])
+    from medcam_dicom.models.architectures import build_classifier
 
     torch.manual_seed(0)
+    images, _ = blob_dataset(8, seed=3)
+    config = MedCAMConfig(unet_channels=(8, 16), unet_strides=(2,))
     vit = ViT(in_channels=1, img_size=32, patch_size=8, hidden_size=32, mlp_dim=64, num_layers=2, num_heads=4,
               classification=True, num_classes=2, spatial_dims=2, post_activation="")
-    images, _ = blob_dataset(8, seed=3)
-    explainer = AmortizedMedCAM(vit, config=MedCAMConfig(unet_channels=(8, 16), unet_strides=(2,)), width=8)
-    explainer.build(images[0])
-    # the decoder reads the classifier's blocks (a transformer has no feature maps), not only the pixels
-    assert explainer.feature_layers and all(name.startswith("blocks.") or name == "norm"
-                                            for name in explainer.feature_layers)
-    predicted = explainer.predict(images[:2])
-    assert all(feature.ndim == 3 for feature in predicted["features"])
-    changed = [feature + torch.randn_like(feature) for feature in predicted["features"]]
-    assert not torch.allclose(explainer._mask_logits(images[:2], changed),
-                              explainer._mask_logits(images[:2], predicted["features"]))
+    hybrid = build_classifier("vit-convstem-small", 2, 1, 2, (32, 32))
+    for classifier, expected in ((vit, ["patch_embedding.patch_embeddings"]),
+                                 (hybrid, [f"patch_embedding.patch_embeddings.{i}" for i in range(3)]
+                                  + ["patch_embedding.patch_embeddings"])):
+        explainer = AmortizedMedCAM(classifier, config=config, width=8)
+        explainer.build(images[0])
+        # Med-CAM matches the transformer blocks; the decoder reads the feature maps the tokens are made of
+        assert all(layer.kind == "token" for layer in explainer.medcam.matched_layers(images[0]))
+        assert explainer.feature_layers == expected
+        predicted = explainer.predict(images[:2])
+        changed = [feature + torch.randn_like(feature) for feature in predicted["features"]]
+        assert not torch.allclose(explainer._mask_logits(images[:2], changed),
+                                  explainer._mask_logits(images[:2], predicted["features"]))
     history = explainer.fit(images, epochs=1, batch_size=4, progress=False)
     assert len(history) == 1 and explainer.explain(images[0]).mask.shape == (32, 32)

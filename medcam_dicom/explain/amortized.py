@@ -30,7 +30,7 @@ from medcam_dicom.explain.amortized_training import train_amortized
 from medcam_dicom.explain.batches import as_batch
 from medcam_dicom.explain.config import PRUNE_CRITERIA, MedCAMConfig
 from medcam_dicom.explain.explanation import Explanation
-from medcam_dicom.explain.features import FeatureRecorder
+from medcam_dicom.explain.features import FeatureRecorder, spatial_stage_layers
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.mask_network import (
     mask_probabilities,
@@ -129,14 +129,17 @@ class AmortizedMedCAM:
 
     def _build_for(self, image: torch.Tensor) -> None:
         """Build the decoder for images like ``image`` ``(C, *spatial)``: probe the classifier once for
-        its class count and the channels of its matched layers (a CNN's feature maps, or a transformer's
-        tokens, which the decoder reads on their patch grid)."""
-        names = [layer.name for layer in self.medcam.matched_layers(image)]
+        its class count and the channels of the feature maps the decoder reads: the spatial matched
+        layers of a CNN; for a transformer (tokens matched), its spatial stages - the patch projection or
+        convolutional stem its tokens are made of."""
+        layers = self.medcam.matched_layers(image)
+        names = [layer.name for layer in layers if layer.kind == "spatial"]
+        if not names:
+            names = spatial_stage_layers(self.classifier, image.unsqueeze(0))
         with evaluation_mode(self.classifier), FeatureRecorder(self.classifier, names) as recorder:
             with torch.no_grad():
                 logits = forward_logits(self.classifier, image.unsqueeze(0))
-            outputs = [recorder.outputs[name] for name in names]
-        channels = [int(out.shape[2] if out.ndim == 3 else out.shape[1]) for out in outputs]
+            channels = [int(recorder.outputs[name].shape[1]) for name in names]
         self._build(image.ndim - 1, image.shape[0], int(logits.shape[1]), names, channels)
 
     def _require_network(self, image: torch.Tensor) -> FeatureMaskDecoder:

@@ -12,8 +12,6 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from torch import nn
 
-from medcam_dicom.explain.features import tokens_as_grid
-
 
 class FeatureMaskDecoder(nn.Module):
     """The amortised explainer network: mask logits for every class, ``(B, K, *spatial)``, decoded from
@@ -24,8 +22,9 @@ class FeatureMaskDecoder(nn.Module):
     sees only pixels must rediscover what the classifier responds to, and in our measurements a plain
     U-Net trained over a dataset learned a per-class shortcut (keep everything for one class, nothing
     for the other) instead of localising. Dabkowski & Gal (2017) build their real-time saliency model on
-    the classifier's feature pyramid for the same reason (a transformer's tokens are read as a feature
-    map on their patch grid, :func:`~medcam_dicom.explain.features.tokens_as_grid`). Each feature map goes through a 1x1
+    the classifier's feature pyramid for the same reason (a transformer's: the stem or patch projection
+    that makes its tokens - its tokens themselves let the decoder read the decision off every token and
+    collapse, measured on the zoo's ViTs). Each feature map goes through a 1x1
     convolution, is resized to ``1/coarseness`` of the image and summed with a convolution of the
     downsampled image; two 3x3 convolutions and a 1x1 convolution give the coarse logits, interpolated
     back to full size. Coarse masks also keep the explainer from "drawing" evidence with fine speckle.
@@ -66,8 +65,6 @@ class FeatureMaskDecoder(nn.Module):
         pool = F.adaptive_avg_pool2d if self.spatial_dims == 2 else F.adaptive_avg_pool3d
         fused = self.stem(pool(image, coarse))
         for lateral, feature in zip(self.laterals, features):
-            if feature.ndim == 3:  # a transformer's tokens (B, N, D): read on their patch grid
-                feature = tokens_as_grid(feature, spatial)
             fused = fused + F.interpolate(lateral(feature), size=coarse, mode=mode, align_corners=False)
         return F.interpolate(self.head(fused), size=spatial, mode=mode, align_corners=False)
 

@@ -160,13 +160,15 @@ def training_step(
     names = [layer.name for layer in layers]
     layer_weights = list(config.layer_weights or default_layer_weights(len(layers)))
     count = batch.shape[0]
-    with evaluation_mode(explainer.classifier), FeatureRecorder(explainer.classifier, names) as recorder:
+    # the decoder's feature maps are the matched layers for a CNN, a transformer's stem for a transformer
+    recorded = names + [name for name in explainer.feature_layers if name not in names]
+    with evaluation_mode(explainer.classifier), FeatureRecorder(explainer.classifier, recorded) as recorder:
         with torch.no_grad():
             full_logits = forward_logits(explainer.classifier, batch)
             full_features = [recorder.outputs[name].detach() for name in names]
+            decoder_inputs = [recorder.outputs[name].detach() for name in explainer.feature_layers]
             targets = full_logits.argmax(dim=1)
             baselines = explainer._baselines(batch)
-        decoder_inputs = [full_features[names.index(name)] for name in explainer.feature_layers]
         soft_all = mask_probabilities(explainer._mask_logits(batch, decoder_inputs))
         soft = soft_all.gather(1, targets.view(-1, *[1] * (soft_all.ndim - 1)).expand(
             -1, 1, *soft_all.shape[2:]))

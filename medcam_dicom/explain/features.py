@@ -13,8 +13,6 @@ Modules that run more than once per forward are never chosen.
 from __future__ import annotations
 
 import difflib
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -155,37 +153,6 @@ def _token_layers(trace: list[tuple[str, tuple[int, ...]]]) -> list[str]:
         return candidates
     step = (len(candidates) - 1) / (MAX_DEFAULT_LAYERS - 1)
     return [candidates[round(i * step)] for i in range(MAX_DEFAULT_LAYERS)]
-
-
-def token_grid(tokens: int, spatial: Sequence[int], max_prefix: int = 8) -> tuple[int, tuple[int, ...]]:
-    """How ``tokens`` token outputs of a transformer lie on an image of ``spatial`` shape: the number of
-    leading tokens that are not patches (a class token, registers) and the patch grid, the largest
-    prefix-free grid with the image's proportions (``(1, 8, 8)`` for MONAI's ViT with a class token on a
-    128x128 image and 16-px patches). ``ValueError`` when none fits."""
-    voxels = math.prod(int(side) for side in spatial)
-    fits = []
-    for prefix in range(0, min(tokens, max_prefix + 1)):
-        patches = tokens - prefix
-        step = (voxels / patches) ** (1.0 / len(spatial))
-        grid = tuple(max(1, round(int(side) / step)) for side in spatial)
-        if math.prod(grid) == patches:
-            # equal square patches that tile the image exactly first (a ViT's), else the first that fits
-            # (a convolutional stem rounds its sizes up)
-            exact = len({int(side) / g for side, g in zip(spatial, grid)}) == 1 and all(
-                int(side) % g == 0 for side, g in zip(spatial, grid))
-            fits.append((not exact, prefix, grid))
-    if fits:
-        _, prefix, grid = min(fits)
-        return prefix, grid
-    raise ValueError(f"{tokens} tokens do not form a patch grid of an image of shape {tuple(spatial)}")
-
-
-def tokens_as_grid(tokens: torch.Tensor, spatial: Sequence[int]) -> torch.Tensor:
-    """Transformer tokens ``(B, N, D)`` of an image of ``spatial`` shape as a feature map ``(B, D, *grid)``
-    (the leading non-patch tokens dropped, see :func:`token_grid`), so that they can be read like a
-    CNN's feature maps."""
-    prefix, grid = token_grid(tokens.shape[1], spatial)
-    return tokens[:, prefix:].transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
 
 
 def spatial_stage_layers(model: nn.Module, batch: torch.Tensor) -> list[str]:
