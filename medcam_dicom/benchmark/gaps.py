@@ -46,8 +46,8 @@ def paired_gap(
     differences: Mapping[str, Iterable[float]], resamples: int = 4000, level: float = 0.95, seed: int = 0
 ) -> PairedGap:
     """The mean of per-image ``differences`` (``{classifier: [difference per image]}``) and its percentile
-    bootstrap interval at ``level``: ``resamples`` times, as many classifiers as there are are drawn with
-    replacement, and the mean over all their images taken. Seeded, so a report reprints the same interval."""
+    bootstrap interval at ``level``: ``resamples`` times, classifiers are drawn with replacement (as many
+    as there are) and the mean over all their images taken. Seeded, so a report reprints the same interval."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level}")
     groups = {name: [float(v) for v in values] for name, values in differences.items()}
