@@ -9,9 +9,11 @@ import pytest
 import torch
 from conftest import BlobDetector, LooksAtCorner, blob_image
 from monai.networks.nets import ViT
+from torch import nn
 
 from medcam_dicom import MedCAM, MedCAMConfig
 from medcam_dicom.benchmark.metrics import iou
+from medcam_dicom.explain.comparison import GradCAMSaliency
 from medcam_dicom.explain.warm_start import (
     PriorOffsetNetwork,
     prior_logits,
@@ -54,14 +56,32 @@ def test_occlusion_start_mask_is_small_faithful_and_on_the_blob():
     assert float(start.float().mean()) <= 0.1 and (start & disk).any()
 
 
-def test_gradcam_start_does_not_apply_to_a_vit_and_falls_back():
+class _PixelTokens(nn.Module):
+    """A transformer without any spatial feature map: 8x8 patches reshaped (not convolved) into tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(64, 32)
+        self.block = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, batch_first=True)
+        self.head = nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = x.unfold(2, 8, 8).unfold(3, 8, 8).reshape(x.shape[0], -1, 64)
+        return self.head(self.block(self.embed(patches)).mean(dim=1))
+
+
+def test_gradcam_start_does_not_apply_without_a_spatial_map_and_falls_back():
+    torch.manual_seed(0)
+    image, _ = blob_image()
+    # a ViT has one (its patch projection, where Grad-CAM is taken); this transformer has none
     vit = ViT(in_channels=1, img_size=(32, 32), patch_size=(8, 8), hidden_size=32, mlp_dim=64, num_layers=2,
               num_heads=4, classification=True, num_classes=2, spatial_dims=2)
-    image, _ = blob_image()
-    assert start_mask(vit, image, torch.zeros_like(image), 0, "gradcam", (0.1, 1.0)) is None
+    assert GradCAMSaliency(vit).saliency(image, 0).shape == (32, 32)
+    tokens_only = _PixelTokens()
+    assert start_mask(tokens_only, image, torch.zeros_like(image), 0, "gradcam", (0.1, 1.0)) is None
     config = MedCAMConfig(warm_start="gradcam", max_steps=1, min_steps=1, learning_rate=1e-6,
                            unet_channels=(8, 16), unet_strides=(2,), prune="none")  # the start as it is
-    explanation = MedCAM(vit, config=config).explain(image)
+    explanation = MedCAM(tokens_only, config=config).explain(image)
     assert explanation.area_fraction > 0.9, "without a start mask the U-Net starts as 'keep all'"
 
 

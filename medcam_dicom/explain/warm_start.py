@@ -77,7 +77,8 @@ def start_mask(
 ) -> torch.Tensor | None:
     """The smallest faithful top fraction of ``method``'s saliency map for ``target``: a boolean mask with
     the image's spatial shape, or ``None`` when the saliency method does not apply to this classifier
-    (Grad-CAM without spatial feature maps, e.g. a ViT) or no level keeps the decision."""
+    (Grad-CAM on a classifier without any spatial feature map; a ViT has its patch projection) or no
+    level keeps the decision."""
     try:
         scores = saliency_method(method, classifier, image.shape[1:]).saliency(image, target)
     except ValueError:
