@@ -401,7 +401,7 @@ def run_benchmark(
                     explanation, saliency = explain_at_area(
                         rankers[name], network, image, area, baseline, target=reference.target
                     )
-                except ValueError as error:  # Grad-CAM on a classifier without spatial feature maps (ViT)
+                except ValueError as error:  # Grad-CAM on a classifier without any spatial feature map
                     skipped[name] = str(error)
                     continue
                 row[name] = explanation

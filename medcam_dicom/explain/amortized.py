@@ -66,7 +66,8 @@ class AmortizedMedCAM:
         classifier: the ``torch.nn.Module`` to explain (logits ``(B, K)``), used in eval mode and never
             modified.
         layers: matched layer names, as for :class:`MedCAM` (``None`` = the documented default). Their
-            spatial feature maps also feed the explainer network (:class:`FeatureMaskDecoder`).
+            spatial feature maps also feed the explainer network (:class:`FeatureMaskDecoder`); when
+            they are all tokens (a transformer), the stem or patch projection the tokens are made of does.
         config: :class:`MedCAMConfig`: the loss (its weights, baseline and robustness backgrounds; the
             loss function is per-image Med-CAM's); ``min_steps`` sets the polishing steps of
             ``refine_steps="auto"`` and the refinement uses its learning rate and stopping rule. ``None`` =
