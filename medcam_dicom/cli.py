@@ -90,7 +90,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _benchmark(args: argparse.Namespace) -> int:
     from medcam_dicom.benchmark.run import print_report, run_benchmark
 
-    report = run_benchmark(tuple(args.datasets), args.images, tuple(args.methods), _config(args), args.arch,
+    datasets = tuple(args.datasets) if args.datasets else None
+    report = run_benchmark(datasets, args.images, tuple(args.methods), _config(args), args.arch,
                            args.out, cross_check=not args.no_quantus, variant=args.variant,
                            group=args.classifiers, split=args.split, zoo_archs=tuple(args.zoo_archs),
                            baseline_area=args.baseline_area, amortized_prune=args.amortized_prune,
@@ -331,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         SPLITS,
         VARIANTS,
         ZOO_ARCHS,
+        ZOO_ONLY_DATASETS,
     )
     from medcam_dicom.explain.config import PRUNE_CRITERIA
 
@@ -351,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("benchmark", help="ground-truth benchmark of Med-CAM (per image and amortised), "
                                 "Grad-CAM and occlusion")
     bench.add_argument("--out", default="benchmark-output", help="output folder (default: %(default)s)")
-    bench.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    bench.add_argument("--datasets", nargs="+", choices=DATASETS + ZOO_ONLY_DATASETS,
+                       help=f"default: every dataset of the classifiers (demo: {' '.join(DATASETS)}; a zoo group: its "
+                            f"2D ones and the zoo-only {' '.join(ZOO_ONLY_DATASETS)})")
     bench.add_argument("--images", type=int, default=20, help="test images per dataset (default: %(default)s)")
     bench.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS,
                        help="amortized / amortized+refine use the shipped amortised explainers (the zoo's: "

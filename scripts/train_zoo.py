@@ -17,7 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
-from medcam_dicom.benchmark.names import DATASETS_2D, SPLITS
+from medcam_dicom.benchmark.names import SPLITS, ZOO_DATASETS
 from medcam_dicom.benchmark.zoo import (
     ZOO_ARCHS,
     train_zoo_classifier,
@@ -31,7 +31,7 @@ from medcam_dicom.cli import _config as medcam_config  # the parser of `medcam-d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS_2D), choices=DATASETS_2D)
+    parser.add_argument("--datasets", nargs="+", default=list(ZOO_DATASETS), choices=ZOO_DATASETS)
     parser.add_argument("--archs", nargs="+", default=list(ZOO_ARCHS), choices=ZOO_ARCHS)
     parser.add_argument("--split", default="all", choices=SPLITS)
     parser.add_argument("--force", action="store_true", help="retrain checkpoints that exist")

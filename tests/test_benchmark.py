@@ -12,12 +12,13 @@ from medcam_dicom.benchmark.metrics import deletion_insertion_auc, iou, necessit
 from medcam_dicom.benchmark.names import DATASETS, DEFAULT_METHODS
 from medcam_dicom.benchmark.training import train_classifier
 from medcam_dicom.cli import main
+from medcam_dicom.data.names import GENERATED_DATASETS
 from medcam_dicom.data.synthetic import SPECS, generate
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, explain_at_area, mask_at_area
 from medcam_dicom.models.demo import TrainedClassifier, load_demo_classifier
 
 
-@pytest.mark.parametrize("name", DATASETS)
+@pytest.mark.parametrize("name", GENERATED_DATASETS)
 def test_generated_data_has_lesions_only_in_class_one_and_is_reproducible(name):
     first, second = generate(name, 4, seed=7), generate(name, 4, seed=7)
     spec = SPECS[name]
@@ -28,6 +29,11 @@ def test_generated_data_has_lesions_only_in_class_one_and_is_reproducible(name):
     assert first.lesions[1].any() and first.lesions[3].any()
     assert 0.0 <= float(first.images.min()) and float(first.images.max()) <= 1.0
     assert not torch.equal(first.images, generate(name, 4, seed=8).images)
+
+
+def test_a_dataset_added_for_the_zoo_leaves_the_others_images_unchanged():
+    # each dataset's images are seeded by its place in GENERATED_DATASETS: the demo datasets keep theirs
+    assert GENERATED_DATASETS[: len(DATASETS)] == DATASETS
 
 
 def test_iou_and_pointing_game():
@@ -215,6 +221,9 @@ def test_cli_rejects_bad_arguments(capsys):
     # the ranking methods need a Med-CAM method being run to take their area from
     assert main(["benchmark", "--images", "1", "--methods", "rise", "--baseline-area", "amortized"]) == 2
     assert "baseline_area must be medcam or a Med-CAM method being run" in capsys.readouterr().err
+    # the zoo-only dataset has no demo classifier: said, not trained on the spot or a traceback
+    assert main(["benchmark", "--images", "1", "--datasets", "abdomen"]) == 2
+    assert "no demo classifier for ['abdomen']" in capsys.readouterr().err
 
 
 def test_masking_augmentation_relabels_images_whose_lesion_was_masked_out():

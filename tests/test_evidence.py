@@ -8,6 +8,7 @@ import torch
 from conftest import BlobDetector, IgnoresInput, LooksAtCorner, blob_image
 
 from medcam_dicom.benchmark.metrics import pointing_game, precision, removal, smallest_faithful_area
+from medcam_dicom.benchmark.names import DATASETS_2D, ZOO_DATASETS
 from medcam_dicom.benchmark.run import ImageResult, minimality_ratio
 from medcam_dicom.benchmark.training import ordinary_augmentation
 from medcam_dicom.benchmark.zoo import (
@@ -159,17 +160,24 @@ def test_deletion_term_makes_the_mask_hold_all_of_the_evidence(fast_config):
     assert (complete.mask & first).any() and (complete.mask & second).any()
 
 
-def test_zoo_split_tunes_on_two_architectures_and_two_datasets_and_holds_out_the_rest():
+def test_zoo_split_tunes_on_two_architectures_and_two_datasets_plus_the_zoo_only_set_and_holds_out_the_rest():
     plain = zoo_members("plain")
-    assert len(plain) == 4 * len(ZOO_ARCHS)
+    assert len(plain) == len(ZOO_DATASETS) * len(ZOO_ARCHS)
     tuning = zoo_members("plain", "tuning")
-    assert {(m.arch, m.dataset) for m in tuning} == {(a, d) for a in TUNING_ARCHS for d in TUNING_DATASETS}
+    assert {(m.arch, m.dataset) for m in tuning} == (
+        {(a, d) for a in TUNING_ARCHS for d in TUNING_DATASETS} | {(a, "abdomen") for a in ZOO_ARCHS})
+    # every architecture, DenseNet and transformer included, has tuning-side members
+    assert {m.arch for m in tuning} == set(ZOO_ARCHS)
     held_out = zoo_members("all", "held-out")
     assert not {m.name for m in held_out} & {m.name for m in tuning}
+    # the held-out classifiers are those reported before the zoo-only set was added: none of them moved
+    assert {(m.arch, m.dataset) for m in held_out if m.training == "plain"} == (
+        {(a, d) for a in ZOO_ARCHS for d in DATASETS_2D} - {(a, d) for a in TUNING_ARCHS for d in TUNING_DATASETS})
     assert len(held_out) == len(plain) - len(tuning) + 4  # the four masking-trained classifiers
     masking = zoo_members("masking")
     assert all(m.split == "held-out" for m in masking)
     assert zoo_checkpoint_path(masking[0]) == demo_checkpoint_path(masking[0].dataset, "resnet18-small")
+    assert zoo_members("masking", datasets=("abdomen",)) == []  # no demo classifier there
     with pytest.raises(ValueError, match="2D datasets"):
         zoo_members("plain", datasets=("ct3d",))
     with pytest.raises(ValueError, match="classifiers"):

@@ -5,9 +5,10 @@ Kept free of heavy imports: the command line builds its ``--methods`` / ``--clas
 these without loading torch.
 """
 
-from medcam_dicom.data.names import DATASETS, DATASETS_2D, DATASETS_3D, VARIANTS
+from medcam_dicom.data.names import DATASETS, DATASETS_2D, DATASETS_3D, VARIANTS, ZOO_DATASETS, ZOO_ONLY_DATASETS
 
-__all__ = ["DATASETS", "DATASETS_2D", "DATASETS_3D", "VARIANTS", "METHODS", "DEFAULT_METHODS", "RANKING_METHODS",
+__all__ = ["DATASETS", "DATASETS_2D", "DATASETS_3D", "VARIANTS", "ZOO_DATASETS", "ZOO_ONLY_DATASETS",
+           "METHODS", "DEFAULT_METHODS", "RANKING_METHODS",
            "MEDCAM_METHODS", "CLASSIFIER_GROUPS", "SPLITS", "ZOO_ARCHS"]
 
 METHODS = ("medcam", "gradcam", "gradcam++", "occlusion", "rise", "amortized", "amortized+refine")

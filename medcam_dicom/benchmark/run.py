@@ -32,12 +32,12 @@ from medcam_dicom.benchmark.metrics import (
 )
 from medcam_dicom.benchmark.names import (
     DATASETS,
-    DATASETS_2D,
     DEFAULT_METHODS,
     MEDCAM_METHODS,
     METHODS,
     RANKING_METHODS,
     ZOO_ARCHS,
+    ZOO_DATASETS,
 )
 from medcam_dicom.benchmark.training import TEST_SEED, train_classifier
 from medcam_dicom.benchmark.zoo import ZooMember, load_zoo_classifier, load_zoo_explainer, zoo_members
@@ -277,10 +277,13 @@ def _classifiers_to_run(
     classifiers: dict[str, TrainedClassifier] | None, zoo_archs: tuple[str, ...] = ZOO_ARCHS,
 ) -> list[BenchmarkClassifier]:
     if group == "demo":
+        missing = [d for d in datasets if d not in DATASETS and d not in (classifiers or {})]
+        if missing:
+            raise ValueError(f"no demo classifier for {missing} (a classifier zoo dataset: use --classifiers plain)")
         return [BenchmarkClassifier(dataset, dataset, (classifiers or {}).get(dataset)
                                     or load_classifier(dataset, arch, progress)) for dataset in datasets]
-    # the zoo is 2D: the default dataset list (which ends with the 3D set) is cut to its 2D part
-    chosen = tuple(d for d in datasets if d in DATASETS_2D) or datasets
+    # the zoo is 2D: a list that includes the 3D set is cut to its 2D part
+    chosen = tuple(d for d in datasets if d in ZOO_DATASETS) or datasets
     members = zoo_members(group, split, chosen, zoo_archs)
     return [BenchmarkClassifier(m.name, m.dataset, load_zoo_classifier(m, progress), m.training, m.split, m)
             for m in members]
@@ -295,7 +298,7 @@ def _ranking_method(name: str, network: torch.nn.Module) -> Any:
 
 
 def run_benchmark(
-    datasets: tuple[str, ...] = DATASETS,
+    datasets: tuple[str, ...] | None = None,
     images: int = 20,
     methods: tuple[str, ...] = DEFAULT_METHODS,
     config: MedCAMConfig | None = None,
@@ -316,12 +319,13 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Run the benchmark and write ``benchmark.json`` and ``gallery.png`` into ``out_dir``.
 
-    ``group`` picks the classifiers: ``demo`` (the shipped demo classifier of each dataset, by ``arch``)
-    or a group of the classifier zoo (``plain``, ``masking``, ``all``; ``split`` restricts it to the
-    ``tuning`` or ``held-out`` part, ``zoo_archs`` to some architectures). ``variant`` picks the test
-    images (``heldout``: a shift no classifier or explainer was trained on); ``classifiers`` /
-    ``explainers`` replace the shipped demo classifier / amortised explainer of a dataset (the MONAI
-    bundle's evaluation passes its own). The zoo's classifiers get their own amortised explainers
+    ``datasets``: by default every dataset of the group (the demo classifiers' five; the zoo's 2D ones,
+    with the zoo-only ``abdomen``). ``group`` picks the classifiers: ``demo`` (the shipped demo classifier
+    of each dataset, by ``arch``) or a group of the classifier zoo (``plain``, ``masking``, ``all``;
+    ``split`` restricts it to the ``tuning`` or ``held-out`` part, ``zoo_archs`` to some architectures).
+    ``variant`` picks the test images (``heldout``: a shift no classifier or explainer was trained on);
+    ``classifiers`` / ``explainers`` replace the shipped demo classifier / amortised explainer of a dataset
+    (the MONAI bundle's evaluation passes its own). The zoo's classifiers get their own amortised explainers
     (:func:`~medcam_dicom.benchmark.zoo.load_zoo_explainer`, trained on first use). ``baseline_area``: the
     Med-CAM method whose area the ranking methods are cut to (``medcam``, or ``amortized`` /
     ``amortized+refine`` to compare the amortised explainer at equal area); ``amortized_prune``: the
@@ -353,6 +357,8 @@ def run_benchmark(
     gallery_rows = []
     all_results: list[ImageResult] = []
     torch_threads = torch.get_num_threads()
+    if datasets is None:
+        datasets = DATASETS if group == "demo" else ZOO_DATASETS
     for run in _classifiers_to_run(datasets, arch, group, split, progress, classifiers, zoo_archs):
         dataset, classifier = run.dataset, run.classifier
         network = classifier.network

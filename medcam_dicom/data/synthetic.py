@@ -1,11 +1,12 @@
 """Ground-truth benchmark data, generated offline: synthetic lesions on real anatomy backgrounds.
 
 Every image shows a real background (CT and MR slices from pydicom's bundled test files, the fundus and
-immunohistochemistry images that scikit-image ships) under a random crop, flip, rotation and intensity
-jitter, plus 1-3 **distractors** (elongated streaks and small squares of the lesion's colour) in both
-classes. Class 1 ("lesion") images also carry one round target lesion (concentric rings); the class is
-decided by the lesion only, so the lesion is the ground-truth evidence of a class-1 decision. The 3D
-variant puts a spherical lesion into a volume built from a CT slice.
+immunohistochemistry images that scikit-image ships; for the zoo-only ``abdomen`` set an abdominal MR from
+pydicom's files) under a random crop, flip, rotation and intensity jitter, plus 1-3 **distractors**
+(elongated streaks and small squares of the lesion's colour) in both classes. Class 1 ("lesion") images also
+carry one round target lesion (concentric rings); the class is decided by the lesion only, so the lesion is
+the ground-truth evidence of a class-1 decision. The 3D variant puts a spherical lesion into a volume built
+from a CT slice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from pydicom.data import get_testdata_file
 from scipy import ndimage
 
-from medcam_dicom.data.names import DATASETS, VARIANTS
+from medcam_dicom.data.names import GENERATED_DATASETS, VARIANTS
 
 CLASS_NAMES = ("normal", "lesion")
 
@@ -56,6 +57,7 @@ SPECS = {
     "fundus": DatasetSpec("fundus", (128, 128), 3, (10.0, 15.0), (0.40, 0.35, -0.15)),
     "histology": DatasetSpec("histology", (128, 128), 3, (10.0, 15.0), (-0.30, 0.25, 0.30)),
     "ct3d": DatasetSpec("ct3d", (32, 64, 64), 1, (6.0, 9.0), (0.45,)),
+    "abdomen": DatasetSpec("abdomen", (128, 128), 1, (10.0, 15.0), (0.45,)),
 }
 
 
@@ -85,11 +87,13 @@ def anatomy_backgrounds(name: str) -> tuple[np.ndarray, ...]:
         return tuple(np.clip((s + 160.0) / 400.0, 0, 1).astype(np.float32)[None] for s in slices)
     if name == "mr":
         return (_normalise(_dicom_slice("MR_small.dcm"))[None],)
+    if name == "abdomen":  # an axial contrast-enhanced MR of the upper abdomen (liver, kidneys, spine)
+        return (_normalise(_dicom_slice("examples_overlay.dcm"))[None],)
     if name == "fundus":
         return (np.moveaxis(skdata.retina().astype(np.float32) / 255.0, -1, 0),)
     if name == "histology":
         return (np.moveaxis(skdata.immunohistochemistry().astype(np.float32) / 255.0, -1, 0),)
-    raise ValueError(f"unknown benchmark dataset {name!r}; expected one of {DATASETS}")
+    raise ValueError(f"unknown benchmark dataset {name!r}; expected one of {GENERATED_DATASETS}")
 
 
 def _random_view(source: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -200,7 +204,7 @@ def variant_spec(name: str, variant: str = "standard") -> DatasetSpec:
     trained on) or ``heldout``: lesions a third smaller and 2-4 distractors instead of 1-3, a shift that
     neither the classifier nor the amortised explainer saw in training."""
     if name not in SPECS:
-        raise ValueError(f"unknown benchmark dataset {name!r}; expected one of {DATASETS}")
+        raise ValueError(f"unknown benchmark dataset {name!r}; expected one of {GENERATED_DATASETS}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown dataset variant {variant!r}; expected one of {VARIANTS}")
     spec = SPECS[name]
@@ -214,7 +218,7 @@ def generate(name: str, count: int, seed: int = 0, variant: str = "standard") ->
     """``count`` images of dataset ``name`` (in ``variant``, see :func:`variant_spec`), alternating
     classes 0 and 1, reproducible from ``seed``."""
     spec = variant_spec(name, variant)
-    rng = np.random.default_rng([seed, DATASETS.index(name)])
+    rng = np.random.default_rng([seed, GENERATED_DATASETS.index(name)])
     images, labels, lesions = [], [], []
     for index in range(count):
         label = index % 2
