@@ -19,6 +19,7 @@ from medcam_dicom.benchmark.zoo import (
     zoo_checkpoint_path,
     zoo_members,
 )
+from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.comparison import GradCAMSaliency, RISESaliency, explain_at_area
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.medcam import MedCAM
@@ -158,6 +159,28 @@ def test_deletion_term_makes_the_mask_hold_all_of_the_evidence(fast_config):
     _, flips = removal(classifier, image, complete.mask, 1, explainer.baseline(image))
     assert not flips_plain and flips
     assert (complete.mask & first).any() and (complete.mask & second).any()
+
+
+def test_decision_channels_spare_the_mask_reproducing_what_the_classifier_does_not_decide_on():
+    classifier = BlobDetector(in_channels=2).eval()  # decides on channel 0's bright blob only
+    image, _ = blob_image(32, (10, 20), 4.0)
+    other = torch.zeros_like(image)
+    other[0, 20:28, 4:12] = 1.0  # a bright square in channel 1: activations the decision does not read
+    image = torch.cat([image, other])
+    terms = {}
+    for channels in ("all", "decision"):
+        config = MedCAMConfig(max_steps=20, min_steps=10, unet_channels=(8, 16), unet_strides=(2,),
+                              activation_channels=channels)
+        explanation = MedCAM(classifier, config=config).explain(image, record_history=True)
+        assert explanation.faithful
+        terms[channels] = sum(row["act"] for row in explanation.history)
+    # the warm-started mask leaves the square out: every channel matched, that costs; weighted by what the
+    # decision reads, it does not
+    assert terms["decision"] < 0.1 * terms["all"], terms
+    with pytest.raises(ValueError, match="per-image"):
+        AmortizedMedCAM(classifier, config=MedCAMConfig(activation_channels="decision"))
+    with pytest.raises(ValueError, match="activation_channels"):
+        MedCAMConfig(activation_channels="some")
 
 
 def test_zoo_split_tunes_on_two_architectures_and_two_datasets_plus_the_zoo_only_set_and_holds_out_the_rest():

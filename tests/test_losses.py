@@ -104,6 +104,38 @@ def test_activation_matching_weights_layers_and_switches_distance_at_deep_from()
     assert math.isclose(total.item(), expected.item(), rel_tol=1e-6)
 
 
+def test_channel_weights_let_a_channel_the_decision_does_not_use_go_unmatched():
+    generator = torch.Generator().manual_seed(0)
+    full = [torch.randn(1, 3, 6, 6, generator=generator), torch.randn(1, 3, 3, 3, generator=generator),
+            torch.randn(1, 5, 3, generator=generator)]  # two spatial layers (cosine, standardised), tokens
+    masked = [f.clone() for f in full]  # only channel 2 of every layer differs:
+    masked[0][:, 2] += 1.0
+    masked[1][:, 2] *= -1.0
+    masked[2][..., 2] += 1.0  # tokens: the channel axis is the last
+    unweighted = losses.activation_matching_loss(full, masked, [1.0, 1.0, 1.0], deep_from=1)
+    ignore_two = [torch.tensor([1.5, 1.5, 0.0])] * 3
+    assert unweighted.item() > 0.1
+    assert losses.activation_matching_loss(full, masked, [1.0] * 3, 1, ignore_two).item() < 1e-6
+    # weights of one leave the term as it was
+    same = losses.activation_matching_loss(full, masked, [1.0] * 3, 1, [torch.ones(3)] * 3)
+    assert math.isclose(same.item(), unweighted.item(), rel_tol=1e-5)
+
+
+def test_decision_channel_weights_find_the_channel_the_logit_reads():
+    features = torch.tensor([[[[1.0, 2.0]], [[3.0, 4.0]], [[5.0, 6.0]]]], requires_grad=True)  # (1, 3, 1, 2)
+    # the log-odds read channel 0 (+), ignore channel 1, and count channel 2 against the target
+    log_odds = 2.0 * features[:, 0].mean() - 1.0 * features[:, 2].mean()
+    weights = losses.decision_channel_weights([features], log_odds)
+    assert torch.allclose(weights[0], torch.tensor([3.0, 0.0, 0.0]))  # positive part, mean 1
+    tokens = torch.ones(1, 4, 2, requires_grad=True)  # (1, N, C): the channel axis is the last
+    (token_weights,) = losses.decision_channel_weights([tokens], tokens[..., 1].sum())
+    assert torch.allclose(token_weights, torch.tensor([0.0, 2.0]))
+    # nothing supports the decision (or the layer is not on the way to it): every channel counts
+    unused = torch.ones(1, 2, 2, 2, requires_grad=True)
+    (fallback,) = losses.decision_channel_weights([unused], -unused[:, 0].sum())
+    assert torch.equal(fallback, torch.ones(2))
+
+
 def test_straight_through_mask_is_binary_forward_and_identity_backward():
     p = torch.tensor([0.2, 0.5, 0.7, 0.99], requires_grad=True)
     m = straight_through_mask(p, 0.5)

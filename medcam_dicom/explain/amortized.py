@@ -91,6 +91,9 @@ class AmortizedMedCAM:
         if coarseness < 1:
             raise ValueError(f"coarseness must be >= 1, got {coarseness}")
         config = config if config is not None else MedCAMConfig.amortized()
+        if config.activation_channels != "all" and config.weights.act > 0:
+            raise ValueError("MedCAMConfig.activation_channels='decision' is per-image Med-CAM's; the amortised "
+                             "explainer's training matches every channel (or none: weights.act=0, its default)")
         self.medcam = MedCAM(classifier, layers=layers, config=config, device=device)
         self.classifier = classifier
         self.config = self.medcam.config

@@ -14,6 +14,7 @@ ROBUSTNESS_BACKGROUNDS = ("zero", "blur", "gaussian", "uniform")
 WARM_STARTS = ("none", "occlusion", "gradcam")
 PRUNE_CRITERIA = ("none", "preserved", "decision", "sufficient")
 PRUNE_RANKINGS = ("auto", "soft", "gradient", "blend")
+ACTIVATION_CHANNELS = ("all", "decision")
 #: the pruning's levels, as fractions of the optimised mask's voxel count: shrinking, and growing (for a
 #: mask that falls short of the full image's probability)
 PRUNE_SHRINK_FRACTIONS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -117,6 +118,12 @@ class MedCAMConfig:
         mask_grid: the mask's logits are averaged over cells of this many voxels per axis and
             interpolated back linearly (:func:`~medcam_dicom.explain.mask_network.coarse_logits`): a
             smooth mask with fewer degrees of freedom; 1 (default) = one logit per voxel, the paper's.
+        activation_channels: which channels of the matched layers the activation term asks the evidence
+            to reproduce: ``"all"`` (default, the paper's) or ``"decision"`` = each channel weighted by
+            how much it supports the decision on the full image (the positive part of the target
+            log-odds' gradient with respect to the channel's mean, as Grad-CAM weighs channels; one
+            backward pass per explanation): the mask then need not reproduce what the classifier sees
+            but does not decide on (bright anatomy far from the finding). Per-image Med-CAM only.
         warm_start: where a fresh optimisation starts: ``"occlusion"`` (default) or ``"gradcam"`` = the
             smallest of the masks keeping the top ``warm_start_levels`` of that saliency map that keeps
             the decision (one batched classifier run, see :mod:`medcam_dicom.explain.warm_start`);
@@ -206,6 +213,7 @@ class MedCAMConfig:
     unet_strides: tuple[int, ...] = (2, 2)
     unet_res_units: int = 1
     mask_grid: int = 1
+    activation_channels: str = "all"
     warm_start: str = "occlusion"
     warm_start_levels: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
     warm_start_logits: tuple[float, float] = (0.5, -2.0)
@@ -318,6 +326,9 @@ class MedCAMConfig:
             raise ValueError(f"MedCAMConfig.prune_rerank must be >= 0, got {self.prune_rerank}")
         if self.prune_refine < 0:
             raise ValueError(f"MedCAMConfig.prune_refine must be >= 0, got {self.prune_refine}")
+        if self.activation_channels not in ACTIVATION_CHANNELS:
+            raise ValueError(f"MedCAMConfig.activation_channels must be one of {ACTIVATION_CHANNELS}, "
+                             f"got {self.activation_channels!r}")
         if self.mask_grid < 1:
             raise ValueError(f"MedCAMConfig.mask_grid must be >= 1, got {self.mask_grid}")
         if self.null_masks < 0:

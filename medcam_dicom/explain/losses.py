@@ -23,16 +23,21 @@ def cosine_feature_distance(full: torch.Tensor, masked: torch.Tensor) -> torch.T
     return (1.0 - F.cosine_similarity(full, masked, dim=dim, eps=1e-6)).mean()
 
 
-def standardised_feature_distance(full: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+def standardised_feature_distance(
+    full: torch.Tensor, masked: torch.Tensor, scale: torch.Tensor | None = None
+) -> torch.Tensor:
     """MSE between channel-standardised maps: each channel of ``full`` is centred and scaled by its
     own spatial mean and std, and the same statistics are applied to ``masked``. A channel that is
     (nearly) constant on the full image is scaled by a tenth of the mean channel std instead, so that
-    a dead channel cannot blow the term up."""
+    a dead channel cannot blow the term up. ``scale`` (broadcast over the maps) multiplies both
+    standardised maps: the square root of a channel weight."""
     reduce = tuple(range(2, full.ndim))
     mean = full.mean(dim=reduce, keepdim=True)
     std = full.std(dim=reduce, keepdim=True)
     std = std.clamp_min(0.1 * std.mean() + 1e-6)  # a tensor bound: no device sync in the step loop
-    return F.mse_loss((masked - mean) / std, (full - mean) / std)
+    if scale is None:
+        return F.mse_loss((masked - mean) / std, (full - mean) / std)
+    return F.mse_loss(scale * (masked - mean) / std, scale * (full - mean) / std)
 
 
 def activation_matching_loss(
@@ -40,17 +45,45 @@ def activation_matching_loss(
     masked_features: list[torch.Tensor],
     layer_weights: list[float],
     deep_from: int,
+    channel_weights: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``L_act = sum_l alpha_l d(phi_l(x), phi_l(e))``: cosine distance for the layers before index
-    ``deep_from`` (and for all token layers), standardised MSE from ``deep_from`` on."""
+    ``deep_from`` (and for all token layers), standardised MSE from ``deep_from`` on. ``channel_weights``
+    (one ``(C,)`` tensor per layer, see :func:`decision_channel_weights`) weigh each channel's part of
+    the distance: a channel of weight 0 need not be matched."""
     total = full_features[0].new_zeros(())
     for index, (full, masked, alpha) in enumerate(zip(full_features, masked_features, layer_weights)):
+        scale = None
+        if channel_weights is not None:
+            shape = (1, 1, -1) if full.ndim == 3 else (1, -1, *[1] * (full.ndim - 2))
+            scale = channel_weights[index].to(full).sqrt().view(shape)
         if full.ndim == 3 or index < deep_from:
-            distance = cosine_feature_distance(full, masked)
+            distance = cosine_feature_distance(full, masked) if scale is None else cosine_feature_distance(
+                full * scale, masked * scale)
         else:
-            distance = standardised_feature_distance(full, masked)
+            distance = standardised_feature_distance(full, masked, scale)
         total = total + alpha * distance
     return total
+
+
+def decision_channel_weights(features: list[torch.Tensor], log_odds: torch.Tensor) -> list[torch.Tensor]:
+    """Per layer, how much each channel of ``features`` (spatial maps ``(1, C, ...)`` or tokens
+    ``(1, N, C)``, recorded in a forward pass that ``log_odds`` (a scalar) was computed from) supports
+    the decision: the positive part of the gradient of the target's log-odds with respect to the
+    channel's mean (Grad-CAM's channel weights), scaled to mean 1 over the layer's channels (all ones
+    where no channel supports it). One backward pass; nothing reaches the classifier's parameters."""
+    gradients = torch.autograd.grad(log_odds, features, allow_unused=True)
+    weights = []
+    for feature, gradient in zip(features, gradients):
+        channels = feature.shape[-1] if feature.ndim == 3 else feature.shape[1]
+        if gradient is None:
+            weights.append(feature.new_ones(channels).detach())
+            continue
+        axes = (0, 1) if feature.ndim == 3 else (0, *range(2, feature.ndim))
+        weight = gradient.detach().mean(dim=axes).clamp_min(0.0)
+        mean = weight.mean()
+        weights.append(weight / mean if float(mean) > 0 else torch.ones_like(weight))
+    return weights
 
 
 def kl_loss(full_logits: torch.Tensor, masked_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -130,6 +163,7 @@ def medcam_loss(
     tv_mask: torch.Tensor,
     robustness_logits: torch.Tensor | None = None,
     removed_logits: torch.Tensor | None = None,
+    channel_weights: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The whole Med-CAM loss of a batch of ``B`` images (per-image Med-CAM: ``B = 1``; the amortised
     explainer: a training batch), so that both optimise the same objective.
@@ -138,15 +172,18 @@ def medcam_loss(
     ``(B,)``, the matched layers' features of both, ``soft_mask`` ``p`` ``(B, 1, *spatial)`` and
     ``tv_mask`` (the mask whose total variation is penalised: ``p`` per image; the amortised explainer
     uses the straight-through binary mask, so that speckle costs even where ``p`` is smooth). Optional:
-    the robustness rows (the target of the one image, or one row per image in ``targets``' order), and the
-    logits of the images with the evidence removed
-    (needed when ``weights.deletion > 0``). The area term is gated per image by ``config.area_gate``
-    where the masked image does not keep the target. Returns the weighted sum and the unweighted terms.
+    the robustness rows (the target of the one image, or one row per image in ``targets``' order), the
+    logits of the images with the evidence removed (needed when ``weights.deletion > 0``), and the matched
+    layers' channel weights of the activation term (per-image Med-CAM with
+    ``config.activation_channels == "decision"``, :func:`decision_channel_weights`). The area term is gated
+    per image by ``config.area_gate`` where the masked image does not keep the target. Returns the weighted
+    sum and the unweighted terms.
     """
     weights = config.weights
     terms: dict[str, torch.Tensor] = {}
     if weights.act > 0:
-        terms["act"] = activation_matching_loss(full_features, masked_features, layer_weights, len(layer_weights) // 2)
+        terms["act"] = activation_matching_loss(full_features, masked_features, layer_weights, len(layer_weights) // 2,
+                                                channel_weights)
     if weights.ce > 0:
         terms["ce"] = ce_loss(masked_logits, targets)
     if weights.kl > 0:

@@ -163,9 +163,16 @@ class MedCAM:
                 checked = check_target(target, num_classes)
                 target_index = int(full_logits.argmax(dim=1)) if checked is None else checked
                 probability = float(torch.softmax(full_logits, dim=1)[0, target_index])
+                channel_weights = None
+                if self.config.activation_channels == "decision" and self.config.weights.act > 0:
+                    with torch.enable_grad():  # the input requires grad: works with frozen classifiers too
+                        logits = forward_logits(self.classifier, image.unsqueeze(0).clone().requires_grad_(True))
+                        odds = losses.target_log_odds(logits, torch.tensor([target_index], device=self.device))
+                        channel_weights = losses.decision_channel_weights(
+                            [recorder.outputs[name] for name in names], odds.sum())  # as recorded: in the graph
                 mask, soft_mask, steps, history = self._optimise(
                     image, full_logits, full_features, layers, recorder, target_index, record_history,
-                    network=network, max_steps=max_steps, min_steps=min_steps,
+                    network=network, max_steps=max_steps, min_steps=min_steps, channel_weights=channel_weights,
                 )
             baseline = self.baseline(image)
             if self.config.prune != "none":
@@ -287,6 +294,7 @@ class MedCAM:
         network: nn.Module | None = None,
         max_steps: int | None = None,
         min_steps: int | None = None,
+        channel_weights: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, int, list[dict[str, float]]]:
         config = self.config
         max_steps = config.max_steps if max_steps is None else max_steps
@@ -394,6 +402,7 @@ class MedCAM:
                 tv_mask=soft,
                 robustness_logits=logits[rows_robustness] if use_robustness else None,
                 removed_logits=logits[-1:] if weights.deletion > 0 else None,
+                channel_weights=channel_weights,
             )
             optimiser.zero_grad(set_to_none=True)
             # autograd.grad (not backward): no gradient ever reaches the classifier's parameters
