@@ -6,10 +6,10 @@ convolutional stem (MONAI networks; see :mod:`medcam_dicom.models.architectures`
 learn these tasks from scratch). The shipped demo classifiers, trained with
 random masking, stay as the ``masking`` group.
 
-The zoo is split: every default of the explainers is chosen on the **tuning** part (two architectures on
-two datasets, and every architecture on the zoo-only ``abdomen`` set, so that DenseNets and transformers
-have tuning-side members too); everything else is **held out** and only reported. ``scripts/train_zoo.py`` trains the
-zoo (seeded, CPU); the checkpoints are kept in the repository's ``zoo/`` folder and, outside a checkout,
+The zoo is split: every default of the explainers is chosen on the **tuning** part (two architectures on two
+datasets, and every architecture on the zoo-only ``abdomen`` set, so that DenseNets and transformers have
+tuning-side members too); everything else is **held out** and only reported. ``scripts/train_zoo.py`` trains
+the zoo (seeded, CPU); the checkpoints are kept in the repository's ``zoo/`` folder and, outside a checkout,
 trained on first use and cached under ``~/.cache/medcam-dicom/zoo``. So are the amortised explainers of the
 plain classifiers (``--explainers``), trained with the default Med-CAM loss.
 """
