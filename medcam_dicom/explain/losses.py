@@ -35,9 +35,8 @@ def standardised_feature_distance(
     mean = full.mean(dim=reduce, keepdim=True)
     std = full.std(dim=reduce, keepdim=True)
     std = std.clamp_min(0.1 * std.mean() + 1e-6)  # a tensor bound: no device sync in the step loop
-    if scale is None:
-        return F.mse_loss((masked - mean) / std, (full - mean) / std)
-    return F.mse_loss(scale * (masked - mean) / std, scale * (full - mean) / std)
+    weight = 1.0 if scale is None else scale
+    return F.mse_loss(weight * (masked - mean) / std, weight * (full - mean) / std)
 
 
 def activation_matching_loss(
@@ -58,8 +57,9 @@ def activation_matching_loss(
             shape = (1, 1, -1) if full.ndim == 3 else (1, -1, *[1] * (full.ndim - 2))
             scale = channel_weights[index].to(full).sqrt().view(shape)
         if full.ndim == 3 or index < deep_from:
-            distance = cosine_feature_distance(full, masked) if scale is None else cosine_feature_distance(
-                full * scale, masked * scale)
+            if scale is not None:
+                full, masked = full * scale, masked * scale
+            distance = cosine_feature_distance(full, masked)
         else:
             distance = standardised_feature_distance(full, masked, scale)
         total = total + alpha * distance
