@@ -359,8 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--images", type=int, default=20, help="test images per dataset (default: %(default)s)")
     bench.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS), choices=METHODS,
                        help="amortized / amortized+refine use the shipped amortised explainers (the zoo's: "
-                            "its own, trained on first use; scripts/train_zoo.py --explainers) "
-                            "(default: %(default)s)")
+                            "its own, trained on first use; scripts/train_zoo.py --explainers); lesion = the "
+                            "finding itself as the mask, on the lesion decisions (default: %(default)s)")
     bench.add_argument("--baseline-area", default="medcam", choices=MEDCAM_METHODS,
                        help="the Med-CAM method whose area the ranking methods are cut to (default: %(default)s)")
     bench.add_argument("--amortized-prune", default="none", choices=PRUNE_CRITERIA,

@@ -14,7 +14,10 @@ classifier and image ("min ratio": the smallest top-k keeping the decision; "min
 target's probability at least at the full image's, as Med-CAM's stopping rule asks; lesion decisions).
 "precision gap" is Med-CAM's precision minus that of the ranking method most precise at its area in the
 same run, as the mean of the per-image differences with a 95 % bootstrap interval over classifiers
-(:mod:`medcam_dicom.benchmark.gaps`); "level" when the interval holds 0.
+(:mod:`medcam_dicom.benchmark.gaps`); "level" when the interval holds 0. "precision gap, equal evidence"
+is the same against each ranking method's smallest top-k mask whose target log-odds reach those of
+Med-CAM's mask ("prec. equal evidence" and "area equal evidence" in the ranking methods' rows). A
+``lesion`` row (``--methods ... lesion``) is the finding itself as the mask.
 
 A run given as ``DIR+DIR...`` pools folders run with the same settings on different classifiers (e.g.
 ``--zoo-archs`` runs made while the rest of the zoo was training) into one row.
@@ -27,8 +30,8 @@ import json
 import statistics
 from pathlib import Path
 
-from medcam_dicom.benchmark.gaps import equal_area_gaps
-from medcam_dicom.benchmark.names import RANKING_METHODS
+from medcam_dicom.benchmark.gaps import gaps_to_baselines
+from medcam_dicom.benchmark.names import ORACLE_METHODS, RANKING_METHODS
 
 # (heading, per-image key, aggregation, on the lesion decisions only)
 COLUMNS = (
@@ -36,6 +39,8 @@ COLUMNS = (
     ("m>=p %", "preserved", "pct", False),
     ("lesion area", "area_fraction", "mean", True),
     ("precision", "precision", "mean", True),
+    ("prec. equal evidence", "equal_evidence_precision", "mean", True),
+    ("area equal evidence", "equal_evidence_area", "mean", True),
     ("IoU", "iou", "mean", True),
     ("p removed", "removed_probability", "mean", True),
     ("flips %", "removal_flips", "pct", True),
@@ -56,9 +61,10 @@ def _aggregate(rows: list[dict], key: str, how: str) -> str:
     return f"{statistics.fmean(values):.3f}"
 
 
-def _precision_gap(rows: list[dict], method: str) -> str:
-    """Precision of ``method`` minus the most precise ranking method at equal area, with its interval."""
-    gaps = equal_area_gaps(rows, method, RANKING_METHODS)
+def _precision_gap(rows: list[dict], method: str, baseline_key: str | None = None) -> str:
+    """Precision of ``method`` minus the most precise ranking method at equal area (at equal evidence with
+    ``baseline_key="equal_evidence_precision"``), with its interval."""
+    gaps = gaps_to_baselines(rows, method, RANKING_METHODS, baseline_key=baseline_key)
     if not gaps:
         return "-"
     baseline, gap = min(gaps.items(), key=lambda item: item[1].mean)
@@ -89,7 +95,8 @@ def main() -> None:
                 best[key] = min(best.get(key, 1.0), r["smallest_faithful_area"])
             if r["method"] in RANKING_METHODS and r.get("smallest_preserving_area") is not None:
                 best_preserving[key] = min(best_preserving.get(key, 1.0), r["smallest_preserving_area"])
-    header = ["run", "method", *[c[0] for c in COLUMNS], "min ratio", "min ratio p", "precision gap"]
+    header = ["run", "method", *[c[0] for c in COLUMNS], "min ratio", "min ratio p", "precision gap",
+              "precision gap, equal evidence"]
     print(" | ".join(header))
     print(" | ".join("---" for _ in header))
     shown_rankers: set[str] = set()
@@ -110,8 +117,11 @@ def main() -> None:
                         if r["faithful"] and (r["dataset"], r["index"]) in best_preserving]
             ratio_p = f"{statistics.median(ratios_p):.2f}" if ratios_p and method not in RANKING_METHODS else "-"
             cells = [_aggregate(lesion if on_lesion else rows, key, how) for _, key, how, on_lesion in COLUMNS]
-            gap = "-" if method in RANKING_METHODS else _precision_gap(report["images"], method)
-            print(" | ".join([run, method, *cells, ratio, ratio_p, gap]))
+            medcam = method not in RANKING_METHODS + ORACLE_METHODS
+            gap = _precision_gap(report["images"], method) if medcam else "-"
+            evidence_gap = (_precision_gap(report["images"], method, "equal_evidence_precision") if medcam
+                            else "-")
+            print(" | ".join([run, method, *cells, ratio, ratio_p, gap, evidence_gap]))
             if method in RANKING_METHODS:
                 shown_rankers.add(method)
         print(f"<!-- {run}: {len(report['datasets'])} classifiers, settings {json.dumps(settings)} -->")

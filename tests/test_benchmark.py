@@ -160,7 +160,7 @@ def test_zoo_classifiers_get_their_own_amortised_explainer_compared_at_its_area(
     assert zoo_explainer_path(member).is_file()  # trained once by scripts/train_zoo.py --explainers, shipped
     out = tmp_path / "amortised"
     assert main(["benchmark", "--classifiers", "plain", "--split", "tuning", "--datasets", "ct", "--zoo-archs", "cnn",
-                 "--images", "2", "--methods", "amortized+refine", "rise",
+                 "--images", "2", "--methods", "amortized+refine", "rise", "lesion",
                  "--baseline-area", "amortized+refine", "--amortized-prune", "decision", "--no-quantus",
                  "--out", str(out)]) == 0
     report = json.loads((out / "benchmark.json").read_text())
@@ -172,8 +172,16 @@ def test_zoo_classifiers_get_their_own_amortised_explainer_compared_at_its_area(
         assert by_method["rise"]["area_fraction"] == pytest.approx(by_method["amortized+refine"]["area_fraction"],
                                                                    abs=2e-3)
         assert by_method["rise"]["target"] == by_method["amortized+refine"]["target"]
-    # per-image Med-CAM is not needed when the amortised explainer sets the area
-    assert {r["method"] for r in rows} == {"amortized+refine", "rise"}
+    # per-image Med-CAM is not needed when the amortised explainer sets the area; the finding itself as a mask
+    # is measured on the lesion decision only (image 1), where RISE is also measured at equal evidence
+    assert {r["method"] for r in rows} == {"amortized+refine", "rise", "lesion"}
+    lesion = [r for r in rows if r["method"] == "lesion"]
+    assert [r["index"] for r in lesion] == [1] and lesion[0]["precision"] == 1.0 and lesion[0]["iou"] == 1.0
+    rise = {r["index"]: r for r in rows if r["method"] == "rise"}
+    assert rise[0]["equal_evidence_area"] is None and rise[0]["equal_evidence_precision"] is None
+    assert 0.0 < rise[1]["equal_evidence_area"] <= 1.0 and 0.0 <= rise[1]["equal_evidence_precision"] <= 1.0
+    summary = report["datasets"]["ct/cnn/plain"]["methods"]
+    assert summary["rise"]["precision_equal_evidence"] == rise[1]["equal_evidence_precision"]
     assert not report["datasets"]["ct/cnn/plain"]["skipped"]
 
 
@@ -261,7 +269,7 @@ def test_medcam_finds_the_planted_lesion_far_better_than_chance():
 
 
 def test_paired_gap_resamples_classifiers_and_says_whether_a_method_is_behind():
-    from medcam_dicom.benchmark.gaps import equal_area_gaps, paired_gap
+    from medcam_dicom.benchmark.gaps import gaps_to_baselines, paired_gap
 
     # every classifier has Med-CAM 0.05 behind on every image: the interval is that point, "behind"
     behind = paired_gap({f"clf{i}": [-0.05] * 5 for i in range(8)})
@@ -282,7 +290,13 @@ def test_paired_gap_resamples_classifiers_and_says_whether_a_method_is_behind():
     rows = [{"dataset": d, "index": i, "method": m, "precision": p}
             for d in ("ct/cnn", "mr/cnn") for i in range(3)
             for m, p in (("medcam", 0.9), ("rise", 0.8), ("occlusion", 0.95), ("gradcam", None))]
-    gaps = equal_area_gaps(rows, "medcam", ("rise", "occlusion", "gradcam"))
+    gaps = gaps_to_baselines(rows, "medcam", ("rise", "occlusion", "gradcam"))
     assert set(gaps) == {"rise", "occlusion"}  # no precision (a "normal" decision): no pair
     assert gaps["rise"].mean == pytest.approx(0.1) and gaps["rise"].settled == "ahead"
     assert gaps["occlusion"].mean == pytest.approx(-0.05) and gaps["occlusion"].images == 6
+    # at equal evidence the ranking methods' own figure is another key; Med-CAM's stays its precision
+    for row in rows:
+        row["equal_evidence_precision"] = {"rise": 0.6, "occlusion": 0.7}.get(row["method"])
+    evidence = gaps_to_baselines(rows, "medcam", ("rise", "occlusion", "gradcam"),
+                                 baseline_key="equal_evidence_precision")
+    assert evidence["rise"].mean == pytest.approx(0.3) and evidence["occlusion"].mean == pytest.approx(0.2)

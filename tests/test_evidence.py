@@ -7,7 +7,14 @@ import pytest
 import torch
 from conftest import BlobDetector, IgnoresInput, LooksAtCorner, blob_image
 
-from medcam_dicom.benchmark.metrics import pointing_game, precision, removal, smallest_faithful_area
+from medcam_dicom.benchmark.metrics import (
+    equal_evidence_mask,
+    masked_log_odds,
+    pointing_game,
+    precision,
+    removal,
+    smallest_faithful_area,
+)
 from medcam_dicom.benchmark.names import DATASETS_2D, ZOO_DATASETS
 from medcam_dicom.benchmark.run import ImageResult, minimality_ratio
 from medcam_dicom.benchmark.training import ordinary_augmentation
@@ -71,6 +78,30 @@ def test_minimality_finds_the_smallest_faithful_top_k_area_of_a_ranking():
     # keeping the full image's probability takes the whole corner (its mean is then the full image's)
     assert 0.25 <= preserving_good <= 0.3
     assert smallest_faithful_area(IgnoresInput(), image, good, 1, baseline, 0.0) == (None, None)  # class 1 never wins
+
+
+def test_equal_evidence_finds_the_smallest_top_k_mask_as_convincing_as_another_mask():
+    # LooksAtCorner's log-odds of class 1 are 20 x (share of the corner kept - 0.5): each corner voxel counts
+    classifier, image = LooksAtCorner(), corner_image()
+    baseline = torch.zeros_like(image)
+    good = 0.5 * torch.rand(16, 16)
+    good[:8, :8] = 1.0 + torch.rand(8, 8)  # the corner first
+    bad = torch.rand(16, 16)
+    bad[:8, :8] -= 2.0  # the corner last
+    three_quarters = torch.zeros(16, 16, dtype=torch.bool)
+    three_quarters[:6, :8] = True  # 48 of the corner's 64 voxels: log-odds 5
+    _, odds = masked_log_odds(classifier, image, three_quarters.unsqueeze(0), 1, baseline)
+    assert float(odds[0]) == pytest.approx(5.0, abs=1e-4)
+    same = equal_evidence_mask(classifier, image, good, 1, baseline, float(odds[0]) - 1e-4)
+    # 48 corner voxels, found to a few per cent (not to the 20 % steps of the levels)
+    assert 48 <= int(same.sum()) <= 50 and bool(same[:8, :8].sum() >= 48)
+    # the corner last: everything else comes first, so as much evidence costs 192 + 48 voxels
+    later = equal_evidence_mask(classifier, image, bad, 1, baseline, float(odds[0]) - 1e-4)
+    assert 240 <= int(later.sum()) <= 250 and int(later[:8, :8].sum()) >= 48
+    # the full image's evidence takes the whole corner; more than the full image gives, no mask
+    whole = equal_evidence_mask(classifier, image, good, 1, baseline, 10.0)
+    assert int(whole[:8, :8].sum()) == 64 and int(whole.sum()) <= 70
+    assert equal_evidence_mask(classifier, image, good, 1, baseline, 12.0) is None
 
 
 def test_minimality_ratio_compares_with_the_best_ranking_on_each_image():

@@ -70,16 +70,21 @@ def paired_gap(
     return PairedGap(statistics.fmean(everything), low, high, len(everything), len(names), level)
 
 
-def equal_area_gaps(
-    rows: Iterable[Mapping], method: str, baselines: Iterable[str], key: str = "precision"
+def gaps_to_baselines(
+    rows: Iterable[Mapping], method: str, baselines: Iterable[str], key: str = "precision",
+    baseline_key: str | None = None,
 ) -> dict[str, PairedGap]:
     """For benchmark image rows (``benchmark.json``'s ``images``: ``dataset``, ``index``, ``method`` and
     ``key``), the paired gap of ``method`` minus each of ``baselines`` on ``key`` over the images both
-    have a value for (for precision: the lesion decisions), grouped by classifier (``dataset``)."""
+    have a value for (for precision: the lesion decisions), grouped by classifier (``dataset``). The
+    baselines' figure is read from ``baseline_key`` when given (``equal_evidence_precision``: the
+    precision of each ranking method's mask holding as much evidence as ``method``'s)."""
+    baselines = tuple(baselines)
     values: dict[tuple[str, int], dict[str, float]] = {}
     for row in rows:
-        if row.get(key) is not None:
-            values.setdefault((row["dataset"], row["index"]), {})[row["method"]] = float(row[key])
+        field = baseline_key if baseline_key and row["method"] in baselines else key
+        if row.get(field) is not None:
+            values.setdefault((row["dataset"], row["index"]), {})[row["method"]] = float(row[field])
     gaps = {}
     for baseline in baselines:
         differences: dict[str, list[float]] = {}

@@ -2,8 +2,9 @@
 
 Sufficiency (the mask alone keeps the decision), necessity and comprehensiveness (removing the mask
 lowers the probability, flips the decision), minimality (the smallest top-k area of a ranking that keeps
-the decision), IoU, precision and pointing game against the lesion, deletion and insertion AUC
-(rank-based: use a soft map).
+the decision), a ranking's smallest top-k mask holding as much evidence as a given mask (to compare
+precision at equal evidence, not only at equal area), IoU, precision and pointing game against the lesion,
+deletion and insertion AUC (rank-based: use a soft map).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from medcam_dicom.explain.config import PRUNE_IMAGE_FRACTIONS
+from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits
 from medcam_dicom.explain.warm_start import smallest_faithful_level, top_fraction_masks
 
@@ -124,3 +126,51 @@ def smallest_faithful_area(
     preserving = preserving[preserving[:, 0] >= level]  # and the decision kept
     preserved = float(masks[int(preserving[0, 0])].float().mean()) if len(preserving) else None
     return kept, preserved
+
+
+def masked_log_odds(
+    classifier: nn.Module, image: torch.Tensor, masks: torch.Tensor, target: int, baseline: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of ``masks`` ``(L, *spatial)``: whether ``image`` hard-masked onto ``baseline`` keeps
+    ``target`` the top-1 class, and the target's log-odds there (one batch; log-odds, not probabilities,
+    because these classifiers' probabilities round to 1 in float32)."""
+    with evaluation_mode(classifier), torch.no_grad():
+        logits = forward_logits(classifier, apply_mask(image, masks.to(image.device), baseline)).float()
+    odds = target_log_odds(logits, torch.full((len(masks),), target, device=logits.device))
+    return (logits.argmax(dim=1) == target).cpu(), odds.cpu()
+
+
+def equal_evidence_mask(
+    classifier: nn.Module,
+    image: torch.Tensor,
+    saliency: torch.Tensor,
+    target: int,
+    baseline: torch.Tensor,
+    log_odds: float,
+    levels: tuple[float, ...] = MINIMALITY_LEVELS,
+    refine: int = 8,
+) -> torch.Tensor:
+    """The smallest top-k mask of ``saliency`` that keeps ``target`` the top-1 class with its log-odds at
+    least ``log_odds`` (e.g. another explanation's masked log-odds: the ranking's mask *holding as much
+    evidence*): over ``levels`` (fractions of the image) in one batch, then ``refine`` areas evenly spaced
+    in ratio between the passing level and the one below in a second. The top 100 % is the full image,
+    which passes whenever ``log_odds`` is at most the full image's (batched and single passes differ in
+    the 7th digit, so it is accepted as passing); above that, ``None``. Ties are kept together (as in
+    :func:`~medcam_dicom.explain.warm_start.top_fraction_masks`)."""
+    fractions = tuple(levels) if 1.0 in levels else (*levels, 1.0)
+    masks, _ = top_fraction_masks(saliency.to(image.device), fractions)
+    kept, odds = masked_log_odds(classifier, image, masks, target, baseline)
+    passing = (kept & (odds >= log_odds)).nonzero()
+    if not len(passing):
+        full_kept, full_odds = masked_log_odds(classifier, image, torch.ones_like(masks[:1]), target, baseline)
+        return masks[-1] if bool(full_kept[0]) and float(full_odds[0]) >= log_odds - 1e-5 else None
+    chosen = int(passing[0])
+    if refine <= 0 or chosen == 0:
+        return masks[chosen]
+    low, high = fractions[chosen - 1], fractions[chosen]
+    low = max(low, 1.0 / saliency.numel())
+    finer = [low * (high / low) ** (k / (refine + 1)) for k in range(1, refine + 1)]
+    candidates, _ = top_fraction_masks(saliency.to(image.device), finer)
+    kept, odds = masked_log_odds(classifier, image, candidates, target, baseline)
+    passing = (kept & (odds >= log_odds)).nonzero()
+    return candidates[int(passing[0])] if len(passing) else masks[chosen]

@@ -5,7 +5,11 @@ sensitivity are thresholded to Med-CAM's area on the same image, so all methods 
 area and verified the same way (re-running the classifier on the hard-masked image). Localisation
 (IoU, pointing game) is measured on images whose explained decision is "lesion", where the lesion is the
 ground-truth evidence. The amortised explainer (``amortized``, and ``amortized+refine`` with automatic
-refinement) is compared with its own masks, verified the same way.
+refinement) is compared with its own masks, verified the same way. On the lesion decisions each ranking
+method is also measured at *equal evidence*: its smallest top-k mask whose target log-odds reach those of
+Med-CAM's mask (what the classifier reads off that mask), so that a ranking is not credited with
+precision at Med-CAM's area by a mask that holds less of the evidence. ``lesion`` (not run by default) is
+the finding itself as the mask: how much of the decision a mask entirely on the finding holds.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from tqdm.auto import tqdm
 
 from medcam_dicom.benchmark.metrics import (
     deletion_insertion_auc,
+    equal_evidence_mask,
     iou,
+    masked_log_odds,
     necessity,
     pointing_game,
     precision,
@@ -82,6 +88,9 @@ class ImageResult:
     pointing: bool | None = None
     smallest_faithful_area: float | None = None
     smallest_preserving_area: float | None = None
+    # a ranking method's smallest top-k mask as convincing as Med-CAM's (lesion decisions): area, precision
+    equal_evidence_area: float | None = None
+    equal_evidence_precision: float | None = None
 
 
 def load_classifier(dataset: str, arch: str, progress: bool = True) -> TrainedClassifier:
@@ -141,6 +150,30 @@ def _result(
     return result
 
 
+def _evidence_bar(
+    classifier: torch.nn.Module, image: torch.Tensor, reference: Explanation, baseline: torch.Tensor
+) -> float:
+    """The target log-odds a ranking method's mask must reach to hold as much evidence as ``reference``'s
+    mask: the reference mask's, or the full image's when the mask convinces the classifier more than the
+    image itself (no top-k mask may be asked for more than the whole image gives)."""
+    masks = torch.stack([reference.mask.bool(), torch.ones_like(reference.mask, dtype=torch.bool)])
+    _, odds = masked_log_odds(classifier, image, masks, reference.target, baseline)
+    return float(odds.min())
+
+
+def _lesion_explanation(
+    classifier: torch.nn.Module, image: torch.Tensor, lesion: torch.Tensor, target: int, baseline: torch.Tensor
+) -> Explanation:
+    """The finding itself as the mask, verified like any explanation (the ``lesion`` row: how much of the
+    decision a mask entirely on the finding holds)."""
+    mask = lesion.bool().cpu()
+    kept, odds = masked_log_odds(classifier, image, torch.stack([mask, torch.ones_like(mask)]), target, baseline)
+    probabilities = torch.sigmoid(odds.double())  # the target's softmax probability, from its log-odds
+    return Explanation(mask=mask, soft_mask=mask.float(), target=target, probability=float(probabilities[1]),
+                       masked_probability=float(probabilities[0]), faithful=bool(kept[0]),
+                       area_fraction=float(mask.float().mean()), steps=0, seconds=0.0, method="lesion")
+
+
 def summarise(results: list[ImageResult]) -> dict[str, Any]:
     """Aggregate figures of one method on one dataset (the row of the table)."""
     localised = [r for r in results if r.iou is not None]
@@ -167,6 +200,10 @@ def summarise(results: list[ImageResult]) -> dict[str, Any]:
                                           if r.smallest_faithful_area is not None]),
         "smallest_preserving_area": median([r.smallest_preserving_area for r in localised
                                             if r.smallest_preserving_area is not None]),
+        "equal_evidence_area": mean([r.equal_evidence_area for r in localised
+                                     if r.equal_evidence_area is not None]),
+        "precision_equal_evidence": mean([r.equal_evidence_precision for r in localised
+                                          if r.equal_evidence_precision is not None]),
         "area_fraction": mean([r.area_fraction for r in results]),
         "lesion_images": len(localised),
         "iou": mean([r.iou for r in localised]),
@@ -400,8 +437,13 @@ def run_benchmark(
                 produced.append((explanation, explanation.soft_mask, (None, None)))
             reference = row[baseline_area]  # the ranking methods explain its target, cut to its area
             area = reference.area_fraction
+            localised = label == LESION and reference.target == LESION
+            evidence = _evidence_bar(network, image, reference, baseline) if localised else None
+            if localised and "lesion" in methods:
+                row["lesion"] = _lesion_explanation(network, image, lesion, reference.target, baseline)
+                produced.append((row["lesion"], lesion.float(), (None, None)))
             for name in methods:
-                if name in MEDCAM_METHODS or name in skipped:
+                if name not in RANKING_METHODS or name in skipped:
                     continue
                 try:
                     explanation, saliency = explain_at_area(
@@ -418,6 +460,11 @@ def run_benchmark(
                 result = _result(run.key, index, label, explanation, network, image, saliency, baseline, lesion,
                                  removed)
                 result.smallest_faithful_area, result.smallest_preserving_area = smallest
+                if evidence is not None and explanation.method in RANKING_METHODS:
+                    same = equal_evidence_mask(network, image, saliency, reference.target, baseline, evidence)
+                    if same is not None:
+                        result.equal_evidence_area = float(same.float().mean())
+                        result.equal_evidence_precision = precision(same, lesion)
                 results.append(result)
                 if result.iou is not None:
                     saliencies[result.method][index] = saliency
@@ -432,7 +479,7 @@ def run_benchmark(
                 gallery_rows.append((f"{run.key} #{index}", picture, cut(lesion), cut(row["gradcam"].mask),
                                      cut(reference.mask)))
                 shown += 1
-        ran = [m for m in methods if m not in skipped]
+        ran = [m for m in methods if m not in skipped and any(r.method == m for r in results)]
         by_method = {m: summarise([r for r in results if r.method == m]) for m in ran}
         for name in ran:
             if name in MEDCAM_METHODS:
@@ -516,6 +563,7 @@ TABLE_COLUMNS = (
     ("min ratio", "minimality_ratio", 2),
     ("min ratio p", "minimality_ratio_probability", 2),
     ("precision", "precision", 3),
+    ("prec. eq. evidence", "precision_equal_evidence", 3),
     ("IoU", "iou", 3),
     ("pointing %", "pointing_pct", 1),
     ("deletion", "deletion_auc", 3),
