@@ -41,6 +41,15 @@ def corner_image() -> torch.Tensor:
     return image
 
 
+def corner_rankings() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two rankings of ``corner_image``'s voxels: the bright corner first, and the corner last."""
+    good = 0.5 * torch.rand(16, 16)
+    good[:8, :8] = 1.0 + torch.rand(8, 8)
+    bad = torch.rand(16, 16)
+    bad[:8, :8] -= 2.0
+    return good, bad
+
+
 def test_precision_counts_the_share_of_the_mask_on_the_finding():
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask[0, :] = True
@@ -64,10 +73,7 @@ def test_removal_flips_the_decision_only_when_the_used_evidence_is_removed():
 def test_minimality_finds_the_smallest_faithful_top_k_area_of_a_ranking():
     classifier, image = LooksAtCorner(), corner_image()
     baseline = torch.zeros_like(image)
-    good = 0.5 * torch.rand(16, 16)
-    good[:8, :8] = 1.0 + torch.rand(8, 8)  # the corner first
-    bad = torch.rand(16, 16)
-    bad[:8, :8] -= 2.0  # the corner last
+    good, bad = corner_rankings()
     # the corner's mean must exceed 0.5: a little over half of its 64 voxels (a quarter of the image)
     with torch.no_grad():
         full = float(torch.softmax(classifier(image.unsqueeze(0)), dim=1)[0, 1])
@@ -84,10 +90,7 @@ def test_equal_evidence_finds_the_smallest_top_k_mask_as_convincing_as_another_m
     # LooksAtCorner's log-odds of class 1 are 20 x (share of the corner kept - 0.5): each corner voxel counts
     classifier, image = LooksAtCorner(), corner_image()
     baseline = torch.zeros_like(image)
-    good = 0.5 * torch.rand(16, 16)
-    good[:8, :8] = 1.0 + torch.rand(8, 8)  # the corner first
-    bad = torch.rand(16, 16)
-    bad[:8, :8] -= 2.0  # the corner last
+    good, bad = corner_rankings()
     three_quarters = torch.zeros(16, 16, dtype=torch.bool)
     three_quarters[:6, :8] = True  # 48 of the corner's 64 voxels: log-odds 5
     _, odds = masked_log_odds(classifier, image, three_quarters.unsqueeze(0), 1, baseline)
