@@ -9,7 +9,6 @@ from conftest import BlobDetector, IgnoresInput, LooksAtCorner, blob_image
 
 from medcam_dicom.benchmark.metrics import (
     equal_evidence_mask,
-    masked_log_odds,
     pointing_game,
     precision,
     removal,
@@ -31,6 +30,7 @@ from medcam_dicom.explain.comparison import GradCAMSaliency, RISESaliency, expla
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.null_check import blob_size, random_keep_rate, random_smooth_masks
+from medcam_dicom.explain.verification import masked_log_odds
 from medcam_dicom.models.architectures import ARCHITECTURES, build_classifier
 from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path
 

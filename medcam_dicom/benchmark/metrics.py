@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from medcam_dicom.explain.config import PRUNE_IMAGE_FRACTIONS
-from medcam_dicom.explain.losses import target_log_odds
-from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits
+from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits, masked_log_odds
 from medcam_dicom.explain.warm_start import smallest_faithful_level, top_fraction_masks
 
 #: the top-k areas the minimality search tries: 0.25 % to 100 % of the image, each 20 % above the last
@@ -128,18 +127,6 @@ def smallest_faithful_area(
     return kept, preserved
 
 
-def masked_log_odds(
-    classifier: nn.Module, image: torch.Tensor, masks: torch.Tensor, target: int, baseline: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each of ``masks`` ``(L, *spatial)``: whether ``image`` hard-masked onto ``baseline`` keeps
-    ``target`` the top-1 class, and the target's log-odds there (one batch; log-odds, not probabilities,
-    because these classifiers' probabilities round to 1 in float32)."""
-    with evaluation_mode(classifier), torch.no_grad():
-        logits = forward_logits(classifier, apply_mask(image, masks.to(image.device), baseline)).float()
-    odds = target_log_odds(logits, torch.full((len(masks),), target, device=logits.device))
-    return (logits.argmax(dim=1) == target).cpu(), odds.cpu()
-
-
 def equal_evidence_mask(
     classifier: nn.Module,
     image: torch.Tensor,
@@ -155,15 +142,14 @@ def equal_evidence_mask(
     evidence*): over ``levels`` (fractions of the image) in one batch, then ``refine`` areas evenly spaced
     in ratio between the passing level and the one below in a second. The top 100 % is the full image,
     which passes whenever ``log_odds`` is at most the full image's (batched and single passes differ in
-    the 7th digit, so it is accepted as passing); above that, ``None``. Ties are kept together (as in
+    the 7th digit, so it passes within 1e-5); above that, ``None``. Ties are kept together (as in
     :func:`~medcam_dicom.explain.warm_start.top_fraction_masks`)."""
     fractions = tuple(levels) if 1.0 in levels else (*levels, 1.0)
-    masks, _ = top_fraction_masks(saliency.to(image.device), fractions)
+    masks, _ = top_fraction_masks(saliency.to(image.device), fractions)  # the last one keeps every voxel
     kept, odds = masked_log_odds(classifier, image, masks, target, baseline)
     passing = (kept & (odds >= log_odds)).nonzero()
     if not len(passing):
-        full_kept, full_odds = masked_log_odds(classifier, image, torch.ones_like(masks[:1]), target, baseline)
-        return masks[-1] if bool(full_kept[0]) and float(full_odds[0]) >= log_odds - 1e-5 else None
+        return masks[-1] if bool(kept[-1]) and float(odds[-1]) >= log_odds - 1e-5 else None
     chosen = int(passing[0])
     if refine <= 0 or chosen == 0:
         return masks[chosen]

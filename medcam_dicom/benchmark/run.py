@@ -29,7 +29,6 @@ from medcam_dicom.benchmark.metrics import (
     deletion_insertion_auc,
     equal_evidence_mask,
     iou,
-    masked_log_odds,
     necessity,
     pointing_game,
     precision,
@@ -55,6 +54,7 @@ from medcam_dicom.explain.config import PRUNE_CRITERIA, MedCAMConfig
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.null_check import random_keep_rate
+from medcam_dicom.explain.verification import masked_log_odds
 from medcam_dicom.models.demo import TrainedClassifier, demo_checkpoint_path, demo_explainer_path
 
 AMORTIZED_METHODS = {"amortized": 0, "amortized+refine": "auto"}  # method -> refine_steps

@@ -29,7 +29,7 @@ from torch import nn
 
 from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_RANKINGS, PRUNE_SHRINK_FRACTIONS
 from medcam_dicom.explain.losses import target_log_odds
-from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits
+from medcam_dicom.explain.verification import evaluation_mode, forward_logits, masked_log_odds
 
 
 def gradient_scores(
@@ -181,7 +181,7 @@ def prune_mask(
     counts = sorted({max(1, round(float(f) * count)) for f in fractions} | {count}) if count else [0]
     whole = counts.index(count)
     candidates = ranked_levels(mask, scores, counts)  # candidates[whole] is the mask itself
-    kept, odds = _kept_and_odds(classifier, image, baseline, candidates, target)
+    kept, odds = masked_log_odds(classifier, image, candidates, target, baseline)
     bar = None if criterion == "decision" else full_log_odds  # the log-odds a level must reach
     passing = kept if bar is None else kept & (odds >= bar)
     if not bool(passing.any()) and bar is not None:
@@ -216,19 +216,9 @@ def _finer_level(
     if not counts:
         return None
     candidates = ranked_levels(mask, scores, counts)
-    kept, odds = _kept_and_odds(classifier, image, baseline, candidates, target)
+    kept, odds = masked_log_odds(classifier, image, candidates, target, baseline)
     passing = kept if bar is None else kept & (odds >= bar)
     return candidates[int(passing.nonzero()[0])] if bool(passing.any()) else None
-
-
-def _kept_and_odds(
-    classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, masks: torch.Tensor, target: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Whether each of ``masks`` keeps ``target`` the top-1 class, and its target log-odds (one batch)."""
-    with evaluation_mode(classifier), torch.no_grad():
-        logits = forward_logits(classifier, apply_mask(image, masks.to(image.device), baseline)).float()
-    odds = target_log_odds(logits, torch.full((len(masks),), target, device=logits.device)).cpu()
-    return (logits.argmax(dim=1) == target).cpu(), odds
 
 
 def _grown_level(
@@ -244,7 +234,7 @@ def _grown_level(
     if not counts:
         return None
     candidates = ranked_levels(mask, scores, counts)
-    kept, odds = _kept_and_odds(classifier, image, baseline, candidates, target)
+    kept, odds = masked_log_odds(classifier, image, candidates, target, baseline)
     # the level covering the whole image is the full image itself: batched and single passes differ in the
     # 7th digit, so its log-odds are not compared with the full image's
     passing = kept & ((odds >= full_log_odds) | (torch.tensor(counts) == mask.numel()))

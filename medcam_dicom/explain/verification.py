@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.validation import logits_of
 
 
@@ -62,3 +63,15 @@ def verify_mask(
         logits = forward_logits(classifier, evidence.unsqueeze(0))
     probabilities = torch.softmax(logits.float(), dim=1)[0]
     return bool(int(probabilities.argmax()) == target), float(probabilities[target])
+
+
+def masked_log_odds(
+    classifier: nn.Module, image: torch.Tensor, masks: torch.Tensor, target: int, baseline: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of ``masks`` ``(L, *spatial)``: whether ``image`` hard-masked onto ``baseline`` keeps
+    ``target`` the top-1 class, and the target's log-odds there (one batch; log-odds, not probabilities,
+    because saturated classifiers' probabilities round to 1 in float32). Both on the CPU."""
+    with evaluation_mode(classifier), torch.no_grad():
+        logits = forward_logits(classifier, apply_mask(image, masks.to(image.device), baseline)).float()
+    odds = target_log_odds(logits, torch.full((len(masks),), target, device=logits.device))
+    return (logits.argmax(dim=1) == target).cpu(), odds.cpu()
