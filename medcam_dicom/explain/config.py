@@ -131,6 +131,8 @@ class MedCAMConfig:
             not apply or no level keeps the decision). Measured on the benchmark: the same or better
             masks in a fraction of the steps.
         warm_start_levels: the fractions of the image the level search tries, smallest first.
+        warm_start_occlusion: ``(window, overlap)`` of the occlusion warm start: the occluded window's
+            side as a fraction of the image's longest axis, and the windows' overlap (0 = side by side).
         warm_start_logits: ``(inside, outside)``: the fixed logits added to the U-Net's output on and
             off the start mask. Leaving the mask is cheap (0.5 to 0), joining it takes evidence (-2 to
             0): started at a small faithful mask, the activation-matching term would otherwise grow it.
@@ -216,6 +218,7 @@ class MedCAMConfig:
     activation_channels: str = "all"
     warm_start: str = "occlusion"
     warm_start_levels: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+    warm_start_occlusion: tuple[float, float] = (0.125, 0.0)
     warm_start_logits: tuple[float, float] = (0.5, -2.0)
     initial_keep_probability: float = 0.55
     area_gate: float = 0.1
@@ -242,6 +245,7 @@ class MedCAMConfig:
         self.prune_fractions = tuple(float(v) for v in self.prune_fractions)
         self.prune_image_fractions = tuple(float(v) for v in self.prune_image_fractions)
         self.warm_start_logits = (float(self.warm_start_logits[0]), float(self.warm_start_logits[1]))
+        self.warm_start_occlusion = (float(self.warm_start_occlusion[0]), float(self.warm_start_occlusion[1]))
         if self.layer_weights is not None:
             self.layer_weights = tuple(float(w) for w in self.layer_weights)
         self.validate()
@@ -286,6 +290,12 @@ class MedCAMConfig:
         if not levels or any(not 0.0 <= v <= 1.0 for v in levels) or list(levels) != sorted(levels):
             raise ValueError(
                 f"MedCAMConfig.warm_start_levels must be increasing fractions in [0, 1], got {levels}"
+            )
+        window, overlap = self.warm_start_occlusion
+        if not 0.0 < window <= 1.0 or not 0.0 <= overlap < 1.0:
+            raise ValueError(
+                "MedCAMConfig.warm_start_occlusion must be (window in (0, 1], overlap in [0, 1)), "
+                f"got {self.warm_start_occlusion}"
             )
         inside, outside = self.warm_start_logits
         if not inside > 0 > outside:

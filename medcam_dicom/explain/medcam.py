@@ -243,7 +243,8 @@ class MedCAM:
         spatial_dims, in_channels = image.ndim - 1, image.shape[0]
         if config.warm_start != "none":
             start = start_mask(
-                self.classifier, image, baseline, target_index, config.warm_start, config.warm_start_levels
+                self.classifier, image, baseline, target_index, config.warm_start, config.warm_start_levels,
+                config.warm_start_occlusion,
             )
             if start is not None:
                 network = self._fresh_network(spatial_dims, in_channels)

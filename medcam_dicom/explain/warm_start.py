@@ -20,17 +20,17 @@ from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, 
 from medcam_dicom.explain.config import WARM_STARTS
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits
 
-#: occlusion patches of the warm start: an eighth of the longest axis, side by side (64 classifier
-#: passes at 2D): the start only has to be roughly right, and the benchmark's default (16 px, 60 %
-#: overlap, 400 passes) costs more than 100 Med-CAM steps on a full-width ResNet-18
-OCCLUSION_GRID = 8
 
-
-def saliency_method(name: str, classifier: nn.Module, spatial_shape: Sequence[int]) -> SaliencyMethod:
+def saliency_method(
+    name: str, classifier: nn.Module, spatial_shape: Sequence[int], occlusion: tuple[float, float] = (0.125, 0.0)
+) -> SaliencyMethod:
     """The saliency map a warm start ranks voxels by for images of ``spatial_shape``: ``"occlusion"``
-    (a coarse grid, :data:`OCCLUSION_GRID` patches along the longest axis) or ``"gradcam"``."""
+    (windows of ``occlusion[0]`` of the longest axis, at least 4 voxels, overlapping by ``occlusion[1]``)
+    or ``"gradcam"``."""
     if name == "occlusion":
-        return OcclusionSaliency(classifier, mask_size=max(4, max(spatial_shape) // OCCLUSION_GRID), overlap=0.0)
+        window, overlap = occlusion
+        size = max(4, round(window * max(spatial_shape)))
+        return OcclusionSaliency(classifier, mask_size=size, overlap=overlap)
     if name == "gradcam":
         return GradCAMSaliency(classifier)
     raise ValueError(f"unknown warm start {name!r}; expected any of {WARM_STARTS}")
@@ -74,13 +74,14 @@ def start_mask(
     target: int,
     method: str,
     fractions: Sequence[float],
+    occlusion: tuple[float, float] = (0.125, 0.0),
 ) -> torch.Tensor | None:
     """The smallest faithful top fraction of ``method``'s saliency map for ``target``: a boolean mask with
     the image's spatial shape, or ``None`` when the saliency method does not apply to this classifier
     (Grad-CAM on a classifier without any spatial feature map; a ViT has its patch projection) or no
-    level keeps the decision."""
+    level keeps the decision. ``occlusion``: the occlusion windows, as in :func:`saliency_method`."""
     try:
-        scores = saliency_method(method, classifier, image.shape[1:]).saliency(image, target)
+        scores = saliency_method(method, classifier, image.shape[1:], occlusion).saliency(image, target)
     except ValueError:
         return None
     masks, _ = top_fraction_masks(scores.to(image.device), fractions)
