@@ -50,7 +50,9 @@ def test_occlusion_start_mask_is_small_faithful_and_on_the_blob():
     image, disk = blob_image()
     classifier = BlobDetector()
     explainer = MedCAM(classifier)
-    start = start_mask(classifier, image, explainer.baseline(image), 1, "occlusion", MedCAMConfig().warm_start_levels)
+    config = MedCAMConfig()
+    start = start_mask(classifier, image, explainer.baseline(image), 1, "occlusion", config.warm_start_levels,
+                       config.warm_start_occlusion)
     assert start is not None and start.shape == disk.shape
     assert explainer.verify(image, start, 1)[0]
     assert float(start.float().mean()) <= 0.1 and (start & disk).any()
@@ -115,7 +117,7 @@ def test_gradcam_start_does_not_apply_without_a_spatial_map_and_falls_back():
               num_heads=4, classification=True, num_classes=2, spatial_dims=2)
     assert GradCAMSaliency(vit).saliency(image, 0).shape == (32, 32)
     tokens_only = _PixelTokens()
-    assert start_mask(tokens_only, image, torch.zeros_like(image), 0, "gradcam", (0.1, 1.0)) is None
+    assert start_mask(tokens_only, image, torch.zeros_like(image), 0, "gradcam", (0.1, 1.0), (0.125, 0.0)) is None
     config = MedCAMConfig(warm_start="gradcam", max_steps=1, min_steps=1, learning_rate=1e-6,
                            unet_channels=(8, 16), unet_strides=(2,), prune="none")  # the start as it is
     explanation = MedCAM(tokens_only, config=config).explain(image)
@@ -141,7 +143,7 @@ def test_a_fresh_explanation_starts_at_the_warm_start_mask():
                 prune="none")  # the start as it is
     warm = MedCAM(classifier, config=MedCAMConfig(**base)).explain(image)
     start = start_mask(classifier, image, MedCAM(classifier).baseline(image), 1, "occlusion",
-                       MedCAMConfig().warm_start_levels)
+                       MedCAMConfig().warm_start_levels, MedCAMConfig().warm_start_occlusion)
     assert warm.steps == 1 and torch.equal(warm.mask, start)
     cold = MedCAM(classifier, config=MedCAMConfig(**base, warm_start="none")).explain(image)
     assert cold.area_fraction > 0.9
