@@ -204,12 +204,12 @@ def test_decision_channels_spare_the_mask_reproducing_what_the_classifier_does_n
     terms = {}
     for channels in ("all", "decision"):
         config = MedCAMConfig(max_steps=20, min_steps=10, unet_channels=(8, 16), unet_strides=(2,),
-                              activation_channels=channels)
+                              activation_channels=channels, warm_start_occlusion=(0.125, 0.0))
         explanation = MedCAM(classifier, config=config).explain(image, record_history=True)
         assert explanation.faithful
         terms[channels] = sum(row["act"] for row in explanation.history)
-    # the warm-started mask leaves the square out: every channel matched, that costs; weighted by what the
-    # decision reads, it does not
+    # the warm-started mask (side-by-side occlusion windows) leaves the square out: every channel matched,
+    # that costs; weighted by what the decision reads, it does not
     assert terms["decision"] < 0.1 * terms["all"], terms
     with pytest.raises(ValueError, match="per-image"):
         AmortizedMedCAM(classifier, config=MedCAMConfig(activation_channels="decision"))
