@@ -181,3 +181,26 @@ def test_optional_decided_tolerance_also_needs_a_decided_soft_mask():
     still = deque([0.1, 0.1], maxlen=2)
     assert not explainer._converged(still, torch.full((1, 1, 4, 4), 0.4))
     assert explainer._converged(still, torch.full((1, 1, 4, 4), 0.01))
+
+
+class _BrighterIsSurer(nn.Module):
+    """Class 0, the surer the brighter the image: on a zero baseline the empty mask keeps the decision
+    (p 0.73) but never reaches the full image's conviction (p 0.98) short of keeping every voxel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        brightness = x.mean(dim=(1, 2, 3)) + 0.0 * self.conv(x).mean(dim=(1, 2, 3))
+        return torch.stack([1.0 + 3.0 * brightness, torch.zeros_like(brightness)], dim=1)
+
+
+def test_an_empty_mask_that_keeps_the_decision_stops_the_run():
+    config = MedCAMConfig(baseline="zero", max_steps=100, min_steps=5, convergence_window=5, null_masks=0,
+                          unet_channels=(8, 16), unet_strides=(2,))
+    explanation = MedCAM(_BrighterIsSurer(), config=config).explain(torch.ones(1, 32, 32))
+    assert explanation.target == 0 and explanation.faithful and explanation.area_fraction == 0.0
+    assert explanation.masked_probability < explanation.probability, "not as convincing as the full image"
+    assert explanation.steps < 20, "stopped once the empty mask was stable, not at max_steps"
+

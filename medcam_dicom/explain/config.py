@@ -96,7 +96,10 @@ class MedCAMConfig:
             tens of steps, stable.
         require_preserved: early stopping also needs the evidence to be at least as convincing as the
             full image (target log-odds on the hard-masked image >= on the full image, i.e. masked
-            probability >= original); a run that never gets there stops at ``max_steps``.
+            probability >= original); a run that never gets there stops at ``max_steps`` — unless its
+            mask is empty and keeps the decision (nothing smaller exists), which stops as a preserved mask
+            does. Measured 2026-11-30: 6 of 120 held-out runs (normal decisions) stopped at 60 steps
+            instead of 300 with the same empty mask; no other mask changed on either split.
         preserve_tolerance: with ``require_preserved``, the masked probability may fall short of the full
             image's by this much (probability units): on a saturated classifier (p = 0.99999) the
             evidence alone often reaches 0.99998, and the strict rule then never stops before

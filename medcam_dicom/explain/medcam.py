@@ -357,7 +357,11 @@ class MedCAM:
                 not config.require_preserved
                 or self._preserved(masked_logits, target, full_odds, probability_full)
             )
-            if preserved and self._converged(areas, soft):
+            # an empty mask that keeps the decision is the smallest there is: once stable it stops like a
+            # preserved one, even when the blurred image alone convinces a little less than the full image
+            # (a "normal" decision read from everywhere) instead of pushing against it until max_steps
+            settled_empty = faithful_now and step >= min_steps and area_now == 0.0
+            if (preserved or settled_empty) and self._converged(areas, soft):
                 converged = True
                 break
             if tracking_stall and preserved and (best_preserved is None or area_now < best_preserved[0]):
