@@ -24,7 +24,7 @@ from torch import nn
 
 from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency, SaliencyMethod
 from medcam_dicom.explain.config import WARM_STARTS
-from medcam_dicom.explain.verification import evaluation_mode, forward_logits
+from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits
 
 
 def saliency_method(
@@ -65,9 +65,8 @@ def smallest_faithful_level(
     """Classify ``image`` hard-masked by each of ``masks`` ``(L, *spatial)`` (smallest first) in one batch;
     returns the index of the first mask that keeps ``target`` the top-1 class (``None`` when none does)
     and the target's probability under every mask."""
-    keep = masks.unsqueeze(1).to(image.dtype)
     with evaluation_mode(classifier), torch.no_grad():
-        logits = forward_logits(classifier, keep * image.unsqueeze(0) + (1.0 - keep) * baseline.unsqueeze(0))
+        logits = forward_logits(classifier, apply_mask(image, masks, baseline))
     probabilities = torch.softmax(logits.float(), dim=1)[:, target]
     kept = (logits.argmax(dim=1) == target).nonzero()
     return (int(kept[0]) if len(kept) else None), probabilities
