@@ -101,7 +101,8 @@ def main() -> None:
     print(" | ".join("---" for _ in header))
     shown_rankers: set[str] = set()
     for run, report in reports.items():
-        settings = {k: v for k, v in report["config"].items() if k in ("warm_start", "warm_start_occlusion", "weights")}
+        shown = ("warm_start", "warm_start_occlusion", "prune_ranking", "prune_start_weight", "weights")
+        settings = {k: v for k, v in report["config"].items() if k in shown}
         for r in report["images"]:
             r["preserved"] = r["masked_probability"] >= r["probability"]
         methods = sorted({r["method"] for r in report["images"]}, key=lambda m: (m in RANKING_METHODS, m))

@@ -16,9 +16,9 @@ from medcam_dicom.benchmark.metrics import iou
 from medcam_dicom.explain.comparison import GradCAMSaliency
 from medcam_dicom.explain.warm_start import (
     PriorOffsetNetwork,
+    find_warm_start,
     prior_logits,
     smallest_faithful_level,
-    start_mask,
     top_fraction_masks,
 )
 
@@ -51,9 +51,11 @@ def test_occlusion_start_mask_is_small_faithful_and_on_the_blob():
     classifier = BlobDetector()
     explainer = MedCAM(classifier)
     config = MedCAMConfig()
-    start = start_mask(classifier, image, explainer.baseline(image), 1, "occlusion", config.warm_start_levels,
-                       config.warm_start_occlusion)
-    assert start is not None and start.shape == disk.shape
+    found = find_warm_start(classifier, image, explainer.baseline(image), 1, "occlusion",
+                            config.warm_start_levels, config.warm_start_occlusion)
+    assert found is not None and found.mask is not None and found.saliency.shape == disk.shape
+    start = found.mask
+    assert start.shape == disk.shape
     assert explainer.verify(image, start, 1)[0]
     assert float(start.float().mean()) <= 0.1 and (start & disk).any()
 
@@ -75,9 +77,9 @@ def test_overlapping_occlusion_windows_find_a_finding_that_straddles_the_grid():
     classifier = _NeedsHalfTheSquare()
 
     def start(occlusion: tuple[float, float]) -> torch.Tensor:
-        mask = start_mask(classifier, image, torch.zeros_like(image), 1, "occlusion", levels, occlusion)
-        assert mask is not None
-        return mask
+        found = find_warm_start(classifier, image, torch.zeros_like(image), 1, "occlusion", levels, occlusion)
+        assert found is not None and found.mask is not None
+        return found.mask
 
     # MONAI's occlusion fades towards a window's edge: side by side, no window occludes the square's
     # middle, so the ranking is led by background and the start is mostly off the finding
@@ -117,7 +119,8 @@ def test_gradcam_start_does_not_apply_without_a_spatial_map_and_falls_back():
               num_heads=4, classification=True, num_classes=2, spatial_dims=2)
     assert GradCAMSaliency(vit).saliency(image, 0).shape == (32, 32)
     tokens_only = _PixelTokens()
-    assert start_mask(tokens_only, image, torch.zeros_like(image), 0, "gradcam", (0.1, 1.0), (0.125, 0.0)) is None
+    assert find_warm_start(tokens_only, image, torch.zeros_like(image), 0, "gradcam", (0.1, 1.0),
+                           (0.125, 0.0)) is None
     config = MedCAMConfig(warm_start="gradcam", max_steps=1, min_steps=1, learning_rate=1e-6,
                            unet_channels=(8, 16), unet_strides=(2,), prune="none")  # the start as it is
     explanation = MedCAM(tokens_only, config=config).explain(image)
@@ -142,9 +145,9 @@ def test_a_fresh_explanation_starts_at_the_warm_start_mask():
     base = dict(max_steps=1, min_steps=1, learning_rate=1e-6, unet_channels=(8, 16), unet_strides=(2,),
                 prune="none")  # the start as it is
     warm = MedCAM(classifier, config=MedCAMConfig(**base)).explain(image)
-    start = start_mask(classifier, image, MedCAM(classifier).baseline(image), 1, "occlusion",
-                       MedCAMConfig().warm_start_levels, MedCAMConfig().warm_start_occlusion)
-    assert warm.steps == 1 and torch.equal(warm.mask, start)
+    start = find_warm_start(classifier, image, MedCAM(classifier).baseline(image), 1, "occlusion",
+                            MedCAMConfig().warm_start_levels, MedCAMConfig().warm_start_occlusion)
+    assert start is not None and warm.steps == 1 and torch.equal(warm.mask, start.mask)
     cold = MedCAM(classifier, config=MedCAMConfig(**base, warm_start="none")).explain(image)
     assert cold.area_fraction > 0.9
 

@@ -13,7 +13,7 @@ BASELINES = ("zero", "mean", "blur", "noise")
 ROBUSTNESS_BACKGROUNDS = ("zero", "blur", "gaussian", "uniform")
 WARM_STARTS = ("none", "occlusion", "gradcam")
 PRUNE_CRITERIA = ("none", "preserved", "decision", "sufficient")
-PRUNE_RANKINGS = ("auto", "soft", "gradient", "blend")
+PRUNE_RANKINGS = ("auto", "soft", "gradient", "blend", "start")
 ACTIVATION_CHANNELS = ("all", "decision")
 #: the pruning's levels, as fractions of the optimised mask's voxel count: shrinking, and growing (for a
 #: mask that falls short of the full image's probability)
@@ -27,7 +27,8 @@ PRUNE_IMAGE_FRACTIONS = tuple(sorted({min(1.0, 0.0025 * 1.2**k) for k in range(3
 #: made: a saved explainer is loaded with today's defaults for these (:meth:`MedCAMConfig.explain_time_defaults`),
 #: not with those of the day it was trained
 EXPLAIN_TIME_OPTIONS = ("prune", "prune_ranking", "prune_fractions", "prune_image_fractions", "prune_refine",
-                        "prune_gradient_weight", "prune_rerank", "null_masks", "null_limit")
+                        "prune_gradient_weight", "prune_start_weight", "prune_rerank", "null_masks",
+                        "null_limit")
 #: the loss weights :meth:`MedCAMConfig.amortized` changes: the amortised explainer is trained without the
 #: activation-matching term (chosen on the benchmark's tuning split; docs/benchmark.md)
 AMORTIZED_WEIGHTS = {"act": 0.0}
@@ -159,8 +160,8 @@ class MedCAMConfig:
             keeps the decision; ``"none"`` = the optimised mask as it is (see
             :mod:`medcam_dicom.explain.pruning`). Default ``"preserved"``.
         prune_ranking: what orders the voxels the pruning keeps (:meth:`pruning_ranking`): ``"auto"``
-            (default) = ``"blend"`` for an amortised explainer, ``"soft"`` for per-image Med-CAM (each
-            chosen by measurement: docs/benchmark.md, "blend"); ``"soft"`` = the optimised soft
+            (default) = ``"blend"`` for an amortised explainer, ``"start"`` for per-image Med-CAM (each
+            chosen by measurement: docs/benchmark.md, "blend" and "start"); ``"soft"`` = the optimised soft
             mask (an amortised explainer's: its decoder's logits); ``"gradient"`` = the classifier's own
             gradient of the target log-odds with respect to the mask at the optimised hard mask
             (``grad_x . (x - baseline)``, smoothed over 1/32 of the smallest side): the voxels whose
@@ -173,17 +174,25 @@ class MedCAMConfig:
             chosen on the tuning classifiers (``preserved`` precision 0.779 -> 0.800, ``decision``
             minimality 1.01 -> 0.98; held out 0.831 -> 0.844 and 1.08 -> 1.03); per image no better on
             the tuning classifiers and worse held out (precision on the finding), so not used there.
+            ``"start"`` = per image, the soft mask blended the same way with the warm start's saliency
+            map (the occlusion map the optimisation started from; ``prune_start_weight`` on the map, no
+            extra pass); without a warm-start map (``warm_start="none"``, a refinement, an amortised
+            explainer) it is ``"soft"``. Chosen on the tuning classifiers (per image: precision gap to RISE
+            at equal area -0.056 -> -0.035; docs/benchmark.md, "start").
         prune_gradient_weight: the gradient's weight in the ``"blend"`` ranking, in [0, 1] (0 = the soft
             mask's order, 1 = the gradient's). Default 0.25, chosen on the tuning classifiers over 0.5
             (docs/benchmark.md, "blend").
+        prune_start_weight: the warm-start map's weight in the ``"start"`` ranking, in [0, 1] (0 = the
+            soft mask's order, 1 = the map's). Default 0.5, chosen on the tuning classifiers
+            (docs/benchmark.md, "start").
         prune_rerank: with a ranking that depends on the mask (``"gradient"``, ``"blend"``), up to this
             many more rounds take the ranking again at the pruned mask and prune it again, while it shrinks
             (:func:`~medcam_dicom.explain.pruning.prune_reranked`; each round one backward pass and the
-            pruning's batches); 0 = prune once. The soft ranking (per-image Med-CAM's default) does not
-            depend on the mask and prunes once. Default 3, chosen on the plain-trained tuning classifiers
-            (amortised ``decision``: minimality 0.98 -> 0.87, precision 0.963 -> 0.973; held out 1.03 ->
-            0.96 and 0.977 -> 0.982; docs/benchmark.md, "prune_rerank"); 1 round gave nearly as much
-            (0.88) for less time.
+            pruning's batches); 0 = prune once. The soft and start rankings (the latter per-image
+            Med-CAM's default) do not depend on the mask and prune once. Default 3, chosen on the
+            plain-trained tuning classifiers (amortised ``decision``: minimality 0.98 -> 0.87, precision
+            0.963 -> 0.973; held out 1.03 -> 0.96 and 0.977 -> 0.982; docs/benchmark.md, "prune_rerank");
+            1 round gave nearly as much (0.88) for less time.
         prune_fractions: the fractions of the mask's voxel count the pruning tries; above 1 the mask
             grows along the soft mask (for a mask that falls short of the full image's probability).
         prune_image_fractions: ``"sufficient"`` only: when no level of ``prune_fractions`` reaches the full
@@ -237,6 +246,7 @@ class MedCAMConfig:
     prune_image_fractions: tuple[float, ...] = PRUNE_IMAGE_FRACTIONS
     prune_refine: int = 8
     prune_gradient_weight: float = 0.25
+    prune_start_weight: float = 0.5
     prune_rerank: int = 3
     null_masks: int = 32
     null_limit: float = 0.25
@@ -339,6 +349,10 @@ class MedCAMConfig:
             raise ValueError(
                 f"MedCAMConfig.prune_gradient_weight must lie in [0, 1], got {self.prune_gradient_weight}"
             )
+        if not 0.0 <= self.prune_start_weight <= 1.0:
+            raise ValueError(
+                f"MedCAMConfig.prune_start_weight must lie in [0, 1], got {self.prune_start_weight}"
+            )
         if self.prune_rerank < 0:
             raise ValueError(f"MedCAMConfig.prune_rerank must be >= 0, got {self.prune_rerank}")
         if self.prune_refine < 0:
@@ -385,10 +399,10 @@ class MedCAMConfig:
 
     def pruning_ranking(self, amortized: bool) -> str:
         """The ranking the pruning uses (:attr:`prune_ranking` with ``"auto"`` resolved): ``"blend"`` for
-        an amortised explainer (``amortized=True``), ``"soft"`` for per-image Med-CAM."""
+        an amortised explainer (``amortized=True``), ``"start"`` for per-image Med-CAM."""
         if self.prune_ranking != "auto":
             return self.prune_ranking
-        return "blend" if amortized else "soft"
+        return "blend" if amortized else "start"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MedCAMConfig:

@@ -29,7 +29,7 @@ from medcam_dicom.explain.null_check import attach_null_check
 from medcam_dicom.explain.pruning import prune_reranked
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, resolve_device, verify_mask
-from medcam_dicom.explain.warm_start import PriorOffsetNetwork, prior_logits, start_mask
+from medcam_dicom.explain.warm_start import PriorOffsetNetwork, WarmStart, find_warm_start, prior_logits
 
 
 def default_layer_weights(count: int) -> list[float]:
@@ -170,18 +170,21 @@ class MedCAM:
                         odds = losses.target_log_odds(logits, torch.tensor([target_index], device=self.device))
                         channel_weights = losses.decision_channel_weights(
                             [recorder.outputs[name] for name in names], odds.sum())  # as recorded: in the graph
+                baseline = self.baseline(image)
+                start = self._warm_start(image, target_index, baseline) if network is None else None
                 mask, soft_mask, steps, history = self._optimise(
                     image, full_logits, full_features, layers, recorder, target_index, record_history,
-                    network=network, max_steps=max_steps, min_steps=min_steps, channel_weights=channel_weights,
+                    network=network, start=start, max_steps=max_steps, min_steps=min_steps,
+                    channel_weights=channel_weights,
                 )
-            baseline = self.baseline(image)
             if self.config.prune != "none":
                 full_odds = float(losses.target_log_odds(full_logits, torch.tensor([target_index], device=self.device)))
                 mask = prune_reranked(
                     self.classifier, image, baseline, mask, soft_mask, target_index, full_odds, self.config.prune,
                     self.config.pruning_ranking(amortized=False), self.config.prune_gradient_weight,
                     self.config.prune_rerank, self.config.prune_fractions, self.config.prune_image_fractions,
-                    self.config.prune_refine,
+                    self.config.prune_refine, None if start is None else start.saliency,
+                    self.config.prune_start_weight,
                 ).to(self.device)
             faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
         explanation = Explanation(
@@ -233,26 +236,29 @@ class MedCAM:
                 config.initial_keep_probability,
             ).to(self.device)
 
+    def _warm_start(self, image: torch.Tensor, target_index: int, baseline: torch.Tensor) -> WarmStart | None:
+        """The configured warm start (``config.warm_start``) for a fresh explanation, ``None`` without one."""
+        config = self.config
+        if config.warm_start == "none":
+            return None
+        return find_warm_start(self.classifier, image, baseline, target_index, config.warm_start,
+                               config.warm_start_levels, config.warm_start_occlusion)
+
     def _start_network(
-        self, image: torch.Tensor, network_input: torch.Tensor, target_index: int, baseline: torch.Tensor
+        self, image: torch.Tensor, network_input: torch.Tensor, start: WarmStart | None
     ) -> nn.Module:
         """The network a fresh explanation starts from: a U-Net whose logits on ``network_input`` (the
-        padded image) are offset so that its hard mask starts exactly as the warm-start mask
-        (``config.warm_start``), or the plain "keep all" U-Net when there is no warm start."""
+        padded image) are offset so that its hard mask starts exactly as the warm-start mask, or the plain
+        "keep all" U-Net when there is no warm-start mask."""
         config = self.config
         spatial_dims, in_channels = image.ndim - 1, image.shape[0]
-        if config.warm_start != "none":
-            start = start_mask(
-                self.classifier, image, baseline, target_index, config.warm_start, config.warm_start_levels,
-                config.warm_start_occlusion,
-            )
-            if start is not None:
-                network = self._fresh_network(spatial_dims, in_channels)
-                prior = prior_logits(start, *config.warm_start_logits)
-                prior, _ = pad_to_multiple(prior, int(np.prod(config.unet_strides)))
-                with torch.no_grad():
-                    initial = network(network_input)
-                return PriorOffsetNetwork(network, prior - initial)
+        if start is not None and start.mask is not None:
+            network = self._fresh_network(spatial_dims, in_channels)
+            prior = prior_logits(start.mask, *config.warm_start_logits)
+            prior, _ = pad_to_multiple(prior, int(np.prod(config.unet_strides)))
+            with torch.no_grad():
+                initial = network(network_input)
+            return PriorOffsetNetwork(network, prior - initial)
         return self._fresh_network(spatial_dims, in_channels)
 
     def _area_tolerance(self, area: float) -> float:
@@ -293,6 +299,7 @@ class MedCAM:
         target_index: int,
         record_history: bool,
         network: nn.Module | None = None,
+        start: WarmStart | None = None,
         max_steps: int | None = None,
         min_steps: int | None = None,
         channel_weights: list[torch.Tensor] | None = None,
@@ -306,7 +313,7 @@ class MedCAM:
         multiple = int(np.prod(config.unet_strides))
         network_input, spatial = pad_to_multiple(image.unsqueeze(0), multiple)
         if network is None:
-            network = self._start_network(image, network_input, target_index, baseline[0])
+            network = self._start_network(image, network_input, start)
         parameters = list(network.parameters())
         learning_rate = config.learning_rate
         optimiser = torch.optim.Adam(parameters, lr=learning_rate)

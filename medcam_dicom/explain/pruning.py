@@ -6,13 +6,14 @@ not need (measured on the plain-trained benchmark classifiers: a quarter to a ha
 the finding). Pruning ranks the mask's own voxels by the explainer's soft mask (its confidence that a
 voxel is evidence), classifies the masks keeping the top 5 %, 10 %, ... of them in one batch, and keeps
 the smallest one that passes: as convincing as the full image (else as the whole mask). A mask that falls
-short of the full image may instead grow along the soft mask (levels above 100 % of it). Every kept mask
-is a level set of the soft mask, so it stays as compact as the optimised one; the soft mask itself is
-returned unchanged. The levels go through the classifier as one batch (as the warm start's do); a second
-batch of finer levels between the chosen one and the next smaller one tried finds the level to a few per
-cent (``refine``).
-Optionally the ranking is the classifier's own gradient at the optimised mask (:func:`gradient_scores`),
-or a blend of the two (:func:`blended_scores`); such a ranking is taken again at the pruned mask and the
+short of the full image may instead grow along the ranking (levels above 100 % of it). Every kept mask
+is a level set of the ranking within the optimised mask; the soft mask itself is returned unchanged.
+The levels go through the classifier as one batch (as the warm start's do); a second batch of finer levels
+between the chosen one and the next smaller one tried finds the level to a few per cent (``refine``).
+Per image the soft mask's order is blended with the warm start's saliency map (``"start"``: the optimised
+soft mask is nearly binary, so its order within the mask says little). Optionally the ranking is the
+classifier's own gradient at the optimised mask (:func:`gradient_scores`), or a blend of it with the soft
+mask (:func:`blended_scores`); such a ranking is taken again at the pruned mask and the
 pruning repeated while it shrinks (:func:`prune_reranked`).
 The ``"sufficient"`` criterion goes further for a mask none of whose levels is as convincing as the full
 image: it keeps growing along the ranking over the image (a second batch) until one is; the whole image,
@@ -50,16 +51,21 @@ def gradient_scores(
 
 def ranking_scores(
     ranking: str, own: torch.Tensor, classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor,
-    mask: torch.Tensor, target: int, gradient_weight: float,
+    mask: torch.Tensor, target: int, gradient_weight: float, start: torch.Tensor | None = None,
+    start_weight: float = 0.5,
 ) -> torch.Tensor:
     """The scores the pruning ranks ``mask``'s voxels by (:attr:`MedCAMConfig.prune_ranking`): ``"soft"``
     = ``own`` (the explainer's soft mask or decoder logits), ``"gradient"`` = :func:`gradient_scores` at
-    ``mask``, ``"blend"`` = both by :func:`blended_scores` with ``gradient_weight`` on the gradient."""
+    ``mask``, ``"blend"`` = both by :func:`blended_scores` with ``gradient_weight`` on the gradient,
+    ``"start"`` = ``own`` and the warm start's saliency map ``start`` by :func:`blended_scores` with
+    ``start_weight`` on the map (``own`` alone when there is no map)."""
     resolved = tuple(name for name in PRUNE_RANKINGS if name != "auto")  # "auto" is the config's to resolve
     if ranking not in resolved:
         raise ValueError(f"unknown prune ranking {ranking!r}; expected any of {resolved}")
-    if ranking == "soft":
+    if ranking == "soft" or (ranking == "start" and start is None):
         return own
+    if ranking == "start":
+        return blended_scores(own, start, mask, start_weight).to(own)
     gradient = gradient_scores(classifier, image, baseline, mask, target)
     return gradient if ranking == "gradient" else blended_scores(own, gradient, mask, gradient_weight)
 
@@ -68,18 +74,20 @@ def prune_reranked(
     classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor, own: torch.Tensor,
     target: int, full_log_odds: float, criterion: str, ranking: str, gradient_weight: float = 0.25,
     rounds: int = 0, fractions: Sequence[float] = PRUNE_SHRINK_FRACTIONS, image_fractions: Sequence[float] = (),
-    refine: int = 0,
+    refine: int = 0, start: torch.Tensor | None = None, start_weight: float = 0.5,
 ) -> torch.Tensor:
     """:func:`prune_mask` along :func:`ranking_scores` at ``mask`` (``own``: the explainer's soft mask or
     logits); then, for a ranking that depends on the mask it is taken at (``"gradient"``, ``"blend"``), up
     to ``rounds`` more times along the ranking recomputed at the mask just pruned, while that shrinks it:
     the classifier's gradient at the small mask says which of *its* voxels the decision rests on, where the
     gradient at the whole mask spoke for voxels the first pruning dropped. Each round costs one backward
-    pass and the pruning's batches; ``"soft"`` does not change with the mask and prunes once."""
-    scores = ranking_scores(ranking, own, classifier, image, baseline, mask, target, gradient_weight)
+    pass and the pruning's batches; ``"soft"`` and ``"start"`` (``start``: the warm start's saliency map,
+    weighted ``start_weight``) do not change with the mask and prune once."""
+    scores = ranking_scores(ranking, own, classifier, image, baseline, mask, target, gradient_weight, start,
+                            start_weight)
     pruned = prune_mask(classifier, image, baseline, mask, scores, target, full_log_odds, criterion, fractions,
                         image_fractions, refine)
-    for _ in range(rounds if ranking != "soft" else 0):
+    for _ in range(rounds if ranking in ("gradient", "blend") else 0):
         scores = ranking_scores(ranking, own, classifier, image, baseline, pruned.to(image.device), target,
                                 gradient_weight)
         again = prune_mask(classifier, image, baseline, pruned, scores, target, full_log_odds, criterion,

@@ -13,11 +13,17 @@ towards a window's edge, so windows side by side barely occlude a finding that s
 and a finding that stays convincing when one part of it is hidden ranks below background. Side by side,
 the start missed the finding on held-out transformers (a start of the whole image); overlapping, it did
 not, for ~1.5x the classifier passes (~100 at 128²).
+
+The same map orders the pruning of the optimised mask (``prune_ranking="start"``, per image): the
+optimised soft mask is nearly binary, so its own order among the mask's voxels says little about which
+of them to drop first; blended with the map's order, the pruning drops first the voxels whose occlusion
+moved the decision least.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -72,7 +78,17 @@ def smallest_faithful_level(
     return (int(kept[0]) if len(kept) else None), probabilities
 
 
-def start_mask(
+@dataclass(frozen=True)
+class WarmStart:
+    """Where a fresh per-image optimisation starts: the ``saliency`` map ranked (the image's spatial
+    shape) and its smallest faithful top fraction ``mask`` (boolean; ``None`` when no level keeps the
+    decision). The map also orders the pruning of the optimised mask (``prune_ranking="start"``)."""
+
+    saliency: torch.Tensor
+    mask: torch.Tensor | None
+
+
+def find_warm_start(
     classifier: nn.Module,
     image: torch.Tensor,
     baseline: torch.Tensor,
@@ -80,18 +96,19 @@ def start_mask(
     method: str,
     fractions: Sequence[float],
     occlusion: tuple[float, float],
-) -> torch.Tensor | None:
-    """The smallest faithful top fraction of ``method``'s saliency map for ``target``: a boolean mask with
-    the image's spatial shape, or ``None`` when the saliency method does not apply to this classifier
-    (Grad-CAM on a classifier without any spatial feature map; a ViT has its patch projection) or no
-    level keeps the decision. ``occlusion``: the occlusion windows, as in :func:`saliency_method`."""
+) -> WarmStart | None:
+    """``method``'s saliency map for ``target`` and its smallest faithful top fraction, or ``None`` when
+    the saliency method does not apply to this classifier (Grad-CAM on a classifier without any spatial
+    feature map; a ViT has its patch projection). ``occlusion``: the occlusion windows, as in
+    :func:`saliency_method`."""
     try:
         scores = saliency_method(method, classifier, image.shape[1:], occlusion).saliency(image, target)
     except ValueError:
         return None
-    masks, _ = top_fraction_masks(scores.to(image.device), fractions)
+    scores = scores.to(image.device)
+    masks, _ = top_fraction_masks(scores, fractions)
     level, _ = smallest_faithful_level(classifier, image, baseline, masks, target)
-    return None if level is None else masks[level]
+    return WarmStart(saliency=scores, mask=None if level is None else masks[level])
 
 
 class PriorOffsetNetwork(nn.Module):
