@@ -173,7 +173,7 @@ class MedCAM:
                 baseline = self.baseline(image)
                 start = self._warm_start(image, target_index, baseline) if network is None else None
                 mask, soft_mask, steps, history = self._optimise(
-                    image, full_logits, full_features, layers, recorder, target_index, record_history,
+                    image, baseline, full_logits, full_features, layers, recorder, target_index, record_history,
                     network=network, start=start, max_steps=max_steps, min_steps=min_steps,
                     channel_weights=channel_weights,
                 )
@@ -292,6 +292,7 @@ class MedCAM:
     def _optimise(
         self,
         image: torch.Tensor,
+        baseline: torch.Tensor,
         full_logits: torch.Tensor,
         full_features: list[torch.Tensor],
         layers: list[MatchedLayer],
@@ -309,7 +310,7 @@ class MedCAM:
         min_steps = config.min_steps if min_steps is None else min(min_steps, max_steps)
         weights = config.weights
         generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
-        baseline = self.baseline(image).unsqueeze(0)
+        baseline = baseline.unsqueeze(0)  # (1, C, *spatial): broadcast over the loss's batch
         multiple = int(np.prod(config.unet_strides))
         network_input, spatial = pad_to_multiple(image.unsqueeze(0), multiple)
         if network is None:
