@@ -101,7 +101,7 @@ def main() -> None:
     print(" | ".join("---" for _ in header))
     shown_rankers: set[str] = set()
     for run, report in reports.items():
-        shown = ("warm_start", "warm_start_occlusion", "prune_ranking", "prune_start_weight", "weights")
+        shown = ("warm_start", "warm_start_occlusion", "prune_ranking", "prune_start_weight", "prune_parts", "weights")
         settings = {k: v for k, v in report["config"].items() if k in shown}
         for r in report["images"]:
             r["preserved"] = r["masked_probability"] >= r["probability"]

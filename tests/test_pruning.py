@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import BlobDetector, blob_image
+from scipy import ndimage
 
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.pruning import (
     blended_scores,
+    drop_unneeded_parts,
     gradient_scores,
     level_masks,
     prune_mask,
@@ -341,3 +343,72 @@ def test_the_warm_start_map_orders_the_pruning_of_a_nearly_binary_soft_mask():
     assert torch.equal(by_soft, mask)
     assert int(by_start[0.5].sum()) < 0.7 * int(mask.sum()) and precision(by_start[0.5]) > 0.2
     assert int(by_start[0.75].sum()) < 0.6 * int(by_start[0.5].sum()) and precision(by_start[0.75]) > 0.45
+
+
+class TwoSpots(torch.nn.Module):
+    """Class 1 iff both 4x4 spots, at the top left and the bottom right of a 32x32 image, are bright: the
+    decision needs the two together."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        both = x[:, 0, 4:8, 4:8].mean(dim=(1, 2)) + x[:, 0, 20:24, 20:24].mean(dim=(1, 2))
+        return torch.stack([1.5 - both, both - 1.5], dim=1) * 10.0
+
+
+def _parts(mask: torch.Tensor) -> int:
+    return ndimage.label(mask.numpy(), structure=torch.ones((3, 3), dtype=torch.bool).numpy())[1]
+
+
+@pytest.mark.parametrize("criterion", ["preserved", "decision", "sufficient"])
+def test_parts_of_a_mask_the_decision_does_not_need_are_left_out(criterion):
+    classifier = BlobDetector().eval()
+    image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
+    baseline = torch.zeros_like(image)
+    specks = _square(32, 26, 2, 3) | _square(32, 24, 26, 2)  # dark voxels apart from the disk
+    mask = disk | specks
+    odds = _full_odds(classifier, image)
+    kept = drop_unneeded_parts(classifier, image, baseline, mask, 1, odds, criterion)
+    assert torch.equal(kept, disk)
+    assert verify_mask(classifier, image, kept, 1, baseline)[0]
+    # nothing to leave out: off, one part, "none"
+    assert torch.equal(drop_unneeded_parts(classifier, image, baseline, mask, 1, odds, criterion, max_parts=0), mask)
+    assert torch.equal(drop_unneeded_parts(classifier, image, baseline, disk, 1, odds, criterion), disk)
+    assert torch.equal(drop_unneeded_parts(classifier, image, baseline, mask, 1, odds, "none"), mask)
+    with pytest.raises(ValueError, match="prune criterion"):
+        drop_unneeded_parts(classifier, image, baseline, mask, 1, odds, "smallest")
+
+
+def test_parts_the_decision_needs_together_all_stay_and_of_interchangeable_ones_one_does():
+    image = torch.full((1, 32, 32), 0.02)
+    image[0, 4:8, 4:8] = image[0, 20:24, 20:24] = 1.0
+    baseline = torch.zeros_like(image)
+    spots = _square(32, 4, 4, 4) | _square(32, 20, 20, 4)
+    speck = _square(32, 28, 2, 2)
+    kept = drop_unneeded_parts(TwoSpots(), image, baseline, spots | speck, 1, _full_odds(TwoSpots(), image),
+                               "decision")
+    assert torch.equal(kept, spots)  # either spot alone loses the decision
+    # two disks either of which makes the decision: each can go alone, not both; one stays
+    first, first_disk = blob_image(size=32, centre=(8, 8), radius=3.0)
+    second, second_disk = blob_image(size=32, centre=(22, 22), radius=3.0)
+    image = torch.maximum(first, second)
+    classifier = BlobDetector().eval()
+    mask = first_disk | second_disk | speck
+    kept = drop_unneeded_parts(classifier, image, baseline, mask, 1, _full_odds(classifier, image), "decision")
+    assert torch.equal(kept, first_disk) or torch.equal(kept, second_disk)
+    assert verify_mask(classifier, image, kept, 1, baseline)[0]
+
+
+def test_medcam_leaves_out_a_second_disk_the_decision_does_not_need(fast_config):
+    first, first_disk = blob_image(size=32, centre=(8, 8), radius=3.0)
+    second, second_disk = blob_image(size=32, centre=(22, 22), radius=3.0)
+    image = torch.maximum(first, second)  # BlobDetector decides on its brightest spot: either disk will do
+    explanations = {parts: MedCAM(BlobDetector(), config=MedCAMConfig(**{**fast_config.__dict__,
+                                                                         "prune_parts": parts})).explain(image, 1)
+                    for parts in (0, 64)}
+    every, needed = explanations[0], explanations[64]
+    assert _parts(every.mask) == 2 and bool((every.mask & first_disk).any() and (every.mask & second_disk).any())
+    assert _parts(needed.mask) == 1 and needed.faithful
+    assert not (needed.mask & ~every.mask).any()
+    assert needed.masked_probability >= needed.probability - 1e-6  # "preserved": as convincing as the image
+    assert MedCAMConfig().prune_parts == 64
+    with pytest.raises(ValueError, match="prune_parts"):
+        MedCAMConfig(prune_parts=-1)

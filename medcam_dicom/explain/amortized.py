@@ -37,7 +37,7 @@ from medcam_dicom.explain.mask_network import (
 )
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.null_check import attach_null_check
-from medcam_dicom.explain.pruning import prune_reranked
+from medcam_dicom.explain.pruning import drop_unneeded_parts, prune_reranked
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, verify_mask
 from medcam_dicom.explain.warm_start import smallest_faithful_level, top_fraction_masks
@@ -366,7 +366,8 @@ class AmortizedMedCAM:
     ) -> None:
         """Replace ``result``'s faithful mask by its smallest level passing ``criterion`` along the
         config's ranking (``own``: the decoder's logits or the refined soft mask; ``full_odds``: the full
-        image's target log-odds; :func:`~medcam_dicom.explain.pruning.prune_reranked`) and its figures by
+        image's target log-odds; :func:`~medcam_dicom.explain.pruning.prune_reranked`), less the parts it
+        does not need (:func:`~medcam_dicom.explain.pruning.drop_unneeded_parts`), and its figures by
         the pruned mask's: area, masked probability, null check redone."""
         pruned = prune_reranked(
             self.classifier, image, baseline, result.mask.to(self.device), own, result.target, full_odds,
@@ -374,6 +375,8 @@ class AmortizedMedCAM:
             self.config.prune_rerank, image_fractions=self.config.prune_image_fractions,
             refine=self.config.prune_refine,
         )
+        pruned = drop_unneeded_parts(self.classifier, image, baseline, pruned, result.target, full_odds, criterion,
+                                     self.config.prune_parts)
         if torch.equal(pruned, result.mask.bool().cpu()):
             return
         faithful, masked_probability = verify_mask(self.classifier, image, pruned, result.target, baseline)

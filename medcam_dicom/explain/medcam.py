@@ -26,7 +26,7 @@ from medcam_dicom.explain.mask_network import (
     straight_through_mask,
 )
 from medcam_dicom.explain.null_check import attach_null_check
-from medcam_dicom.explain.pruning import prune_reranked
+from medcam_dicom.explain.pruning import drop_unneeded_parts, prune_reranked
 from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, resolve_device, verify_mask
 from medcam_dicom.explain.warm_start import PriorOffsetNetwork, WarmStart, find_warm_start, prior_logits
@@ -185,7 +185,9 @@ class MedCAM:
                     self.config.prune_rerank, self.config.prune_fractions, self.config.prune_image_fractions,
                     self.config.prune_refine, None if start is None else start.saliency,
                     self.config.prune_start_weight,
-                ).to(self.device)
+                )
+                mask = drop_unneeded_parts(self.classifier, image, baseline, mask, target_index, full_odds,
+                                           self.config.prune, self.config.prune_parts).to(self.device)
             faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
         explanation = Explanation(
             mask=mask.cpu(),

@@ -15,6 +15,9 @@ soft mask is nearly binary, so its order within the mask says little). Optionall
 classifier's own gradient at the optimised mask (:func:`gradient_scores`), or a blend of it with the soft
 mask (:func:`blended_scores`); such a ranking is taken again at the pruned mask and the
 pruning repeated while it shrinks (:func:`prune_reranked`).
+Last, whole connected parts of the kept mask that the decision does not need are left out
+(:func:`drop_unneeded_parts`): a level set can hold a speck or a distractor apart from the evidence whose
+voxels rank as high as the evidence's own.
 The ``"sufficient"`` criterion goes further for a mask none of whose levels is as convincing as the full
 image: it keeps growing along the ranking over the image (a second batch) until one is; the whole image,
 the full image itself, always is.
@@ -24,8 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from monai.transforms import GaussianSmooth
+from scipy import ndimage
 from torch import nn
 
 from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_RANKINGS, PRUNE_SHRINK_FRACTIONS
@@ -253,3 +258,53 @@ def _grown_level(
     finer = _finer_level(classifier, image, baseline, mask, scores, target, full_log_odds, below,
                          counts[chosen], refine)
     return candidates[chosen] if finer is None else finer
+
+
+def drop_unneeded_parts(
+    classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor, target: int,
+    full_log_odds: float, criterion: str = "preserved", max_parts: int = 64,
+) -> torch.Tensor:
+    """``mask`` without those of its connected parts (voxels touching at a face, edge or corner) that
+    ``image`` hard-masked onto ``baseline`` passes ``criterion`` without: each of up to ``max_parts``
+    parts, the smallest first, is left out on its own (one pass); those the test passes without are
+    then left out together, the one whose absence costs least first (a second pass, one mask per count),
+    and the mask with the most of them left out that still passes is returned. The test is the
+    pruning's: ``"decision"`` keeps the decision; the others also keep target log-odds at least the lower
+    of the full image's (``full_log_odds``) and the whole mask's, so a mask that was as convincing as the
+    full image stays so. At least one part always stays; ``"none"``, a mask of one part or nothing to
+    leave out returns ``mask`` as it is (boolean, on the CPU)."""
+    if criterion not in PRUNE_CRITERIA:
+        raise ValueError(f"unknown prune criterion {criterion!r}; expected any of {PRUNE_CRITERIA}")
+    mask = mask.bool().cpu()
+    if criterion == "none" or max_parts <= 0:
+        return mask
+    labelled, count = ndimage.label(mask.numpy(), structure=np.ones((3,) * mask.ndim, dtype=bool))
+    if count < 2:
+        return mask
+    labels = torch.from_numpy(labelled)
+    sizes = torch.bincount(labels.flatten(), minlength=count + 1)[1:]
+    parts = sizes.argsort(stable=True)[: min(max_parts, count - 1)] + 1  # the largest part is never tried
+    bar = None
+    if criterion != "decision":
+        _, whole = masked_log_odds(classifier, image, mask.unsqueeze(0), target, baseline)
+        bar = min(full_log_odds, float(whole[0]))
+    alone = torch.stack([mask & (labels != part) for part in parts.tolist()])
+    kept, odds = _chunked_log_odds(classifier, image, alone, target, baseline)
+    passing = kept if bar is None else kept & (odds >= bar)
+    if not bool(passing.any()):
+        return mask
+    removable = parts[passing][odds[passing].argsort(descending=True, stable=True)]
+    together = torch.stack([mask & ~torch.isin(labels, removable[: j + 1]) for j in range(len(removable))])
+    kept, odds = _chunked_log_odds(classifier, image, together, target, baseline)
+    passing = kept if bar is None else kept & (odds >= bar)
+    return together[int(passing.nonzero()[-1])] if bool(passing.any()) else mask
+
+
+def _chunked_log_odds(
+    classifier: nn.Module, image: torch.Tensor, masks: torch.Tensor, target: int, baseline: torch.Tensor,
+    chunk: int = 16,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`masked_log_odds` of ``masks`` in batches of at most ``chunk`` (volumes stay within memory)."""
+    results = [masked_log_odds(classifier, image, masks[start : start + chunk], target, baseline)
+               for start in range(0, len(masks), chunk)]
+    return torch.cat([kept for kept, _ in results]), torch.cat([odds for _, odds in results])
