@@ -209,7 +209,8 @@ class MedCAMConfig:
             :func:`~medcam_dicom.explain.pruning.drop_unneeded_parts`): a level set can hold a speck or a
             distractor apart from the evidence. 0 = keep every part. Default 64, chosen on the
             plain-trained tuning classifiers (per image: precision 0.824 -> 0.841, gap to RISE at equal
-            area -0.035 -> -0.027; amortised level, 0.784 -> 0.786; docs/benchmark.md, "prune_parts").
+            area -0.035 -> -0.027; amortised level, 0.784 -> 0.786; held out 0.802 -> 0.831 per image, 0.798 ->
+            0.816 amortised; docs/benchmark.md, "prune_parts").
         null_masks: random smooth masks of the explanation's area classified for the null check
             (``Explanation.random_keep``; one batched pass); 0 skips it.
         null_limit: the share of those random masks keeping the decision from which the explanation is
