@@ -28,10 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from pathlib import Path
+import sys
 
 from medcam_dicom.benchmark.gaps import gaps_to_baselines
 from medcam_dicom.benchmark.names import ORACLE_METHODS, RANKING_METHODS
+from medcam_dicom.benchmark.pooled import PRESERVING_AREA, RunNotFoundError, best_ranking_areas, pooled_run, run_name
 
 # (heading, per-image key, aggregation, on the lesion decisions only)
 COLUMNS = (
@@ -71,30 +72,18 @@ def _precision_gap(rows: list[dict], method: str, baseline_key: str | None = Non
     return f"{gap} vs {baseline}: {gap.settled}"
 
 
-def _pooled(folders: list[Path]) -> dict:
-    """One report from the benchmark.json of each folder: the first one's settings, every image row."""
-    reports = [json.loads((folder / "benchmark.json").read_text()) for folder in folders]
-    pooled = dict(reports[0])
-    pooled["images"] = [row for report in reports for row in report["images"]]
-    pooled["datasets"] = {name: entry for report in reports for name, entry in report["datasets"].items()}
-    return pooled
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="benchmark output folders (with benchmark.json); DIR+DIR pools")
-    args = parser.parse_args()
-    folders = [[Path(folder) for folder in run.split("+")] for run in args.runs]
-    reports = {"+".join(f.name for f in group): _pooled(group) for group in folders}
-    best: dict[tuple[str, int], float] = {}
-    best_preserving: dict[tuple[str, int], float] = {}
-    for report in reports.values():
-        for r in report["images"]:
-            key = (r["dataset"], r["index"])
-            if r["method"] in RANKING_METHODS and r.get("smallest_faithful_area") is not None:
-                best[key] = min(best.get(key, 1.0), r["smallest_faithful_area"])
-            if r["method"] in RANKING_METHODS and r.get("smallest_preserving_area") is not None:
-                best_preserving[key] = min(best_preserving.get(key, 1.0), r["smallest_preserving_area"])
+    args = parser.parse_args(argv)
+    try:
+        reports = {run_name(run): pooled_run(run) for run in args.runs}
+    except RunNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    every_row = [r for report in reports.values() for r in report["images"]]
+    best = best_ranking_areas(every_row)
+    best_preserving = best_ranking_areas(every_row, PRESERVING_AREA)
     header = ["run", "method", *[c[0] for c in COLUMNS], "min ratio", "min ratio p", "precision gap",
               "precision gap, equal evidence"]
     print(" | ".join(header))
@@ -132,7 +121,8 @@ def main() -> None:
     if smallest:
         print(f"\nbest ranking method's smallest faithful area on the lesion decisions, median: "
               f"{statistics.median(smallest):.4f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -17,11 +17,10 @@ probability after removal among the masks no larger; then whether "masked probab
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from medcam_dicom.benchmark.frontier import frontier
+from medcam_dicom.benchmark.pooled import RunNotFoundError, pooled_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,14 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--m-share", type=float, default=0.9, help="target share with masked p >= original")
     parser.add_argument("--removed", type=float, default=0.3, help="target mean p after removal")
     args = parser.parse_args(argv)
-    rows = []
-    for run in args.runs:
-        for folder in run.split("+"):
-            path = Path(folder) / "benchmark.json"
-            if not path.is_file():
-                print(f"error: {path} not found (a folder written by medcam-dicom benchmark --out)", file=sys.stderr)
-                return 2
-            rows += json.loads(path.read_text())["images"]
+    try:
+        rows = [row for run in args.runs for row in pooled_run(run)["images"]]
+    except RunNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     for line in frontier(rows, args.m_share, args.removed).lines():
         print(line)
     return 0

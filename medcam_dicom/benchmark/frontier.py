@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from medcam_dicom.benchmark.names import RANKING_METHODS
+from medcam_dicom.benchmark.pooled import PRESERVING_AREA, best_ranking_areas
 
 
 @dataclass(frozen=True)
@@ -126,22 +126,21 @@ def frontier(images: Iterable[Mapping[str, Any]], m_share: float = 0.9, removed_
     """Pool benchmark rows (``benchmark.json``'s ``images``, of one or more runs on the same classifiers
     and images) into a :class:`Frontier`. A lesion decision is an image whose rows have a precision (the
     benchmark's lesion images explained as "lesion") and a ranking method's smallest faithful area."""
+    images = list(images)
+    decision_areas = best_ranking_areas(images)
+    preserving_areas = best_ranking_areas(images, PRESERVING_AREA)
     by_decision: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
     for row in images:
         by_decision[(row["dataset"], int(row["index"]))].append(row)
     bounds = []
     for key, rows in sorted(by_decision.items()):
-        if all(row.get("precision") is None for row in rows):
+        if all(row.get("precision") is None for row in rows) or key not in decision_areas:
             continue
-        faithful_areas = [row["smallest_faithful_area"] for row in rows
-                          if row["method"] in RANKING_METHODS and row.get("smallest_faithful_area")]
-        if not faithful_areas:
-            continue
-        decision_area = min(faithful_areas)
+        decision_area = decision_areas[key]
         convincing = [row["area_fraction"] for row in rows
                       if row["faithful"] and row["masked_probability"] >= row["probability"]]
-        convincing += [row["smallest_preserving_area"] for row in rows
-                       if row["method"] in RANKING_METHODS and row.get("smallest_preserving_area")]
+        if key in preserving_areas:
+            convincing.append(preserving_areas[key])
         removed = [row["removed_probability"] for row in rows
                    if row["faithful"] and row["area_fraction"] <= decision_area
                    and row.get("removed_probability") is not None]
