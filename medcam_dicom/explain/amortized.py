@@ -31,6 +31,7 @@ from medcam_dicom.explain.batches import as_batch
 from medcam_dicom.explain.config import PRUNE_CRITERIA, MedCAMConfig
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import FeatureRecorder, spatial_stage_layers
+from medcam_dicom.explain.local_search import search_evidence
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.mask_network import (
     mask_probabilities,
@@ -367,7 +368,8 @@ class AmortizedMedCAM:
         """Replace ``result``'s faithful mask by its smallest level passing ``criterion`` along the
         config's ranking (``own``: the decoder's logits or the refined soft mask; ``full_odds``: the full
         image's target log-odds; :func:`~medcam_dicom.explain.pruning.prune_reranked`), less the parts it
-        does not need (:func:`~medcam_dicom.explain.pruning.drop_unneeded_parts`), and its figures by
+        does not need (:func:`~medcam_dicom.explain.pruning.drop_unneeded_parts`) and after the evidence search
+        (:func:`~medcam_dicom.explain.local_search.search_evidence`, ``prune_search`` rounds), and its figures by
         the pruned mask's: area, masked probability, null check redone."""
         pruned = prune_reranked(
             self.classifier, image, baseline, result.mask.to(self.device), own, result.target, full_odds,
@@ -377,6 +379,8 @@ class AmortizedMedCAM:
         )
         pruned = drop_unneeded_parts(self.classifier, image, baseline, pruned, result.target, full_odds, criterion,
                                      self.config.prune_parts)
+        pruned = search_evidence(self.classifier, image, baseline, pruned, result.target, full_odds, criterion,
+                                 self.config.prune_search, self.config.prune_search_reach)
         if torch.equal(pruned, result.mask.bool().cpu()):
             return
         faithful, masked_probability = verify_mask(self.classifier, image, pruned, result.target, baseline)

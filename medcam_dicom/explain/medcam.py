@@ -17,6 +17,7 @@ from medcam_dicom.explain.baselines import make_baseline, robustness_backgrounds
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import FeatureRecorder, MatchedLayer, default_layers, describe_layers
+from medcam_dicom.explain.local_search import search_evidence
 from medcam_dicom.explain.mask_network import (
     build_mask_network,
     coarse_logits,
@@ -187,7 +188,10 @@ class MedCAM:
                     self.config.prune_start_weight,
                 )
                 mask = drop_unneeded_parts(self.classifier, image, baseline, mask, target_index, full_odds,
-                                           self.config.prune, self.config.prune_parts).to(self.device)
+                                           self.config.prune, self.config.prune_parts)
+                mask = search_evidence(self.classifier, image, baseline, mask, target_index, full_odds,
+                                       self.config.prune, self.config.prune_search,
+                                       self.config.prune_search_reach).to(self.device)
             faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
         explanation = Explanation(
             mask=mask.cpu(),

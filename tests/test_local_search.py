@@ -1,0 +1,117 @@
+"""The evidence search: voxels traded by the classifier's gradient, on classifiers whose evidence is known."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import BlobDetector, blob_image
+from torch import nn
+
+from medcam_dicom.explain.config import MedCAMConfig
+from medcam_dicom.explain.local_search import search_evidence, voxel_gradient
+from medcam_dicom.explain.losses import target_log_odds
+from medcam_dicom.explain.medcam import MedCAM
+from medcam_dicom.explain.verification import masked_log_odds
+
+SIZE = 16
+
+
+def _square(top: int, left: int, side: int) -> torch.Tensor:
+    mask = torch.zeros((SIZE, SIZE), dtype=torch.bool)
+    mask[top : top + side, left : left + side] = True
+    return mask
+
+
+EVIDENCE = _square(5, 5, 3)  # the 9 voxels the classifier counts
+
+
+class CountsEvidence(nn.Module):
+    """Class-1 log-odds = (bright voxels of ``EVIDENCE``) - ``bias``: nothing else in the image matters."""
+
+    def __init__(self, bias: float = 0.0) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        evidence = self.scale * (x[:, 0] * EVIDENCE).flatten(1).sum(dim=1) - self.bias
+        return torch.stack([torch.zeros_like(evidence), evidence], dim=1)
+
+
+def _setting(bias: float = 0.0):
+    classifier = CountsEvidence(bias).eval()
+    image, baseline = torch.ones(1, SIZE, SIZE), torch.zeros(1, SIZE, SIZE)
+    with torch.no_grad():
+        full = float(target_log_odds(classifier(image.unsqueeze(0)), torch.tensor([1]))[0])
+    return classifier, image, baseline, full
+
+
+def test_gradient_is_the_worth_of_each_voxel():
+    classifier, image, baseline, _ = _setting()
+    gradient = voxel_gradient(classifier, image, baseline, _square(0, 0, 4), 1)
+    assert torch.equal(gradient == 1.0, EVIDENCE) and float(gradient[~EVIDENCE].abs().max()) == 0.0
+
+
+def test_search_drops_what_the_decision_does_not_read():
+    classifier, image, baseline, full = _setting()
+    mask = EVIDENCE | _square(10, 10, 5)  # the evidence and 25 voxels it does not need
+    found = search_evidence(classifier, image, baseline, mask, 1, full, "preserved")
+    assert torch.equal(found, EVIDENCE)
+
+
+def test_search_grows_a_mask_that_falls_short_to_the_full_images_log_odds():
+    classifier, image, baseline, full = _setting()
+    part = _square(5, 5, 2)  # 4 of the 9 voxels: log-odds 4 < 9
+    found = search_evidence(classifier, image, baseline, part, 1, full, "preserved")
+    assert torch.equal(found, EVIDENCE)
+    # voxels are added only within ``reach`` of the mask: from a corner the evidence is out of reach of
+    # one step, and nothing near it gains; from anywhere it is found and the corner dropped
+    corner = _square(0, 0, 1)
+    assert torch.equal(search_evidence(classifier, image, baseline, corner, 1, full, reach=2), corner)
+    assert torch.equal(search_evidence(classifier, image, baseline, corner, 1, full, reach=None), EVIDENCE)
+
+
+def test_decision_criterion_keeps_only_what_tips_the_decision():
+    classifier, image, baseline, full = _setting(bias=4.5)  # class 1 from 5 evidence voxels on
+    found = search_evidence(classifier, image, baseline, EVIDENCE | _square(0, 0, 3), 1, full, "decision")
+    assert int(found.sum()) == 5 and not (found & ~EVIDENCE).any()
+    kept, _ = masked_log_odds(classifier, image, found.unsqueeze(0), 1, baseline)
+    assert bool(kept[0])
+
+
+def test_search_swaps_voxels_for_better_ones_at_the_same_size():
+    # four voxels of which two read as evidence: the others are traded for evidence voxels, then the
+    # mask, now of 4 evidence voxels, grows to all nine
+    classifier, image, baseline, full = _setting()
+    mask = _square(5, 5, 1) | _square(5, 6, 1) | _square(8, 5, 1) | _square(8, 6, 1)
+    found = search_evidence(classifier, image, baseline, mask, 1, full, "preserved", reach=2)
+    assert torch.equal(found, EVIDENCE)
+
+
+def test_search_off_and_bad_arguments():
+    classifier, image, baseline, full = _setting()
+    mask = _square(0, 0, 3)
+    for criterion, rounds in (("none", 40), ("preserved", 0)):
+        assert torch.equal(search_evidence(classifier, image, baseline, mask, 1, full, criterion, rounds), mask)
+    empty = torch.zeros_like(mask)
+    assert torch.equal(search_evidence(classifier, image, baseline, empty, 1, full), empty)
+    with pytest.raises(ValueError, match="prune criterion"):
+        search_evidence(classifier, image, baseline, mask, 1, full, "smallest")
+    with pytest.raises(ValueError, match="reach"):
+        search_evidence(classifier, image, baseline, mask, 1, full, reach=-1)
+    with pytest.raises(ValueError, match="prune_search"):
+        MedCAMConfig(prune_search=-1)
+    with pytest.raises(ValueError, match="prune_search_reach"):
+        MedCAMConfig(prune_search_reach=-2)
+
+
+def test_medcam_with_the_search_keeps_the_blob_at_the_full_images_probability(fast_config):
+    classifier = BlobDetector().eval()
+    image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
+    without = MedCAM(classifier, config=fast_config).explain(image)
+    fast_config.prune_search = 40
+    explainer = MedCAM(classifier, config=fast_config)
+    searched = explainer.explain(image)
+    assert searched.faithful and searched.masked_probability >= searched.probability - 1e-6
+    assert searched.area_fraction <= without.area_fraction
+    assert float((searched.mask & disk).sum()) / float(searched.mask.sum()) >= 0.9
