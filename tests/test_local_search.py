@@ -8,9 +8,10 @@ from conftest import BlobDetector, blob_image
 from torch import nn
 
 from medcam_dicom.explain.config import MedCAMConfig
-from medcam_dicom.explain.local_search import search_evidence, voxel_gradient
+from medcam_dicom.explain.local_search import search_evidence
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.medcam import MedCAM
+from medcam_dicom.explain.pruning import mask_gradient
 from medcam_dicom.explain.verification import masked_log_odds
 
 SIZE = 16
@@ -48,7 +49,7 @@ def _setting(bias: float = 0.0):
 
 def test_gradient_is_the_worth_of_each_voxel():
     classifier, image, baseline, _ = _setting()
-    gradient = voxel_gradient(classifier, image, baseline, _square(0, 0, 4), 1)
+    gradient = mask_gradient(classifier, image, baseline, _square(0, 0, 4), 1)
     assert torch.equal(gradient == 1.0, EVIDENCE) and float(gradient[~EVIDENCE].abs().max()) == 0.0
 
 

@@ -6,15 +6,15 @@ the plain-trained benchmark classifiers a mask no larger than the best ranking m
 decision-keeping top-k mask, and as convincing as the full image, exists on most lesion decisions (found
 by a search like this one), where the pruned masks had one on a fifth of them.
 
-Each round of :func:`search_evidence` takes one backward pass at the hard mask (the target's log-odds
-with respect to a continuous mask at the hard one: what adding or removing each voxel is worth, to first
-order) and classifies one batch of candidates: the mask without its ``m`` least useful voxels; the same
-with the ``m`` most useful voxels within ``reach`` voxels of the mask added in their place; and, while
-the mask still falls short of the test, the mask with those voxels added (``m`` = 1, 2, 4, ... 32). The
-smallest candidate that passes the test is taken (at equal size the one with the higher log-odds, which
-leaves room for the next round's removals); while none passes, the one with the highest log-odds among
-those no larger than the mask, or among all when none of those gains. The
-search stops when no candidate improves on the mask, or after ``rounds`` rounds.
+Each round of :func:`search_evidence` takes one backward pass at the hard mask
+(:func:`~medcam_dicom.explain.pruning.mask_gradient`, unsmoothed: what adding or removing each voxel is
+worth to the target's log-odds, to first order) and classifies one batch of candidates: the mask without
+its ``m`` least useful voxels; the same with the ``m`` most useful voxels within ``reach`` voxels of the
+mask added in their place; and, while the mask still falls short of the test, the mask with those voxels
+added (``m`` = 1, 2, 4, ... 32). The smallest candidate that passes the test is taken (at equal size the
+one with the higher log-odds, which leaves room for the next round's removals); while none passes, the
+one with the highest log-odds among those no larger than the mask, or among all when none of those gains.
+The search stops when no candidate improves on the mask, or after ``rounds`` rounds.
 
 The test is the pruning's: ``"decision"`` keeps the decision; ``"preserved"`` and ``"sufficient"`` keep
 it with the target's log-odds at least the full image's. A mask that passes the test keeps passing it,
@@ -31,24 +31,10 @@ from scipy import ndimage
 from torch import nn
 
 from medcam_dicom.explain.config import PRUNE_CRITERIA
-from medcam_dicom.explain.losses import target_log_odds
-from medcam_dicom.explain.verification import apply_mask, evaluation_mode, forward_logits, masked_log_odds
+from medcam_dicom.explain.pruning import chunked_log_odds, mask_gradient
 
 #: how many voxels a candidate drops, swaps or adds
 SEARCH_STEPS = (1, 2, 4, 8, 16, 32)
-
-
-def voxel_gradient(
-    classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor, target: int
-) -> torch.Tensor:
-    """d(target log-odds)/d(keep) at the hard ``mask``, on the CPU: how much each voxel's presence is
-    worth to the decision, to first order (one backward pass)."""
-    keep = mask.to(image.device, image.dtype).requires_grad_(True)
-    with evaluation_mode(classifier), torch.enable_grad():
-        logits = forward_logits(classifier, apply_mask(image, keep, baseline).unsqueeze(0)).float()
-        odds = target_log_odds(logits, torch.tensor([target], device=logits.device))[0]
-        (gradient,) = torch.autograd.grad(odds, keep)
-    return gradient.detach().cpu()
 
 
 def _candidates(
@@ -96,7 +82,7 @@ def search_evidence(
     ``image`` ``(C, *spatial)`` hard-masked onto ``baseline`` (see the module's text); ``mask`` itself
     (boolean, on the CPU) for ``"none"``, ``rounds`` 0 or an empty mask. ``reach``: how far from the mask,
     in voxels, a voxel may be added (``None``: anywhere). Each round costs one backward pass and one
-    batch of up to ``3 * len(steps)`` classifier passes."""
+    batch of up to ``3 * len(steps)`` classifier passes (in chunks, as the pruning's parts step)."""
     if criterion not in PRUNE_CRITERIA:
         raise ValueError(f"unknown prune criterion {criterion!r}; expected any of {PRUNE_CRITERIA}")
     if reach is not None and reach < 0:
@@ -107,14 +93,14 @@ def search_evidence(
     bar = None if criterion == "decision" else full_log_odds
 
     def passes(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        kept, odds = masked_log_odds(classifier, image, masks, target, baseline)
+        kept, odds = chunked_log_odds(classifier, image, masks, target, baseline)
         return (kept if bar is None else kept & (odds >= bar)), odds
 
     passing, odds = passes(mask.unsqueeze(0))
     current_passes, current_odds = bool(passing[0]), float(odds[0])
     for _ in range(rounds):
         size = int(mask.sum())
-        gradient = voxel_gradient(classifier, image, baseline, mask, target)
+        gradient = mask_gradient(classifier, image, baseline, mask, target).cpu()
         candidates, counts = _candidates(mask, gradient, reach, not current_passes, steps)
         if not len(candidates):
             break

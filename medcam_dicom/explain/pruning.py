@@ -38,20 +38,29 @@ from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, masked_log_odds
 
 
-def gradient_scores(
+def mask_gradient(
     classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor, target: int
 ) -> torch.Tensor:
     """How much each voxel of the hard-masked image ``image`` ``(C, *spatial)`` (``mask`` kept, the rest
     ``baseline``) supports ``target``: the gradient of the target's log-odds with respect to the mask,
-    ``sum_c grad_x * (image - baseline)`` (one backward pass; nothing reaches the classifier's parameters),
-    smoothed with a Gaussian of 1/32 of the smallest side so that a level set is a region, not speckle."""
+    ``sum_c grad_x * (image - baseline)``, of the mask's spatial shape on the image's device (one backward
+    pass; nothing reaches the classifier's parameters)."""
     keep = mask.to(device=image.device, dtype=image.dtype).unsqueeze(0).requires_grad_(True)
     with evaluation_mode(classifier), torch.enable_grad():
         logits = forward_logits(classifier, (keep * image + (1.0 - keep) * baseline).unsqueeze(0))
         odds = target_log_odds(logits, torch.tensor([target], device=logits.device)).sum()
         (gradient,) = torch.autograd.grad(odds, keep)
+    return gradient.detach()[0]
+
+
+def gradient_scores(
+    classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor, target: int
+) -> torch.Tensor:
+    """:func:`mask_gradient` smoothed with a Gaussian of 1/32 of the smallest side, so that a level set is
+    a region, not speckle."""
+    gradient = mask_gradient(classifier, image, baseline, mask, target).unsqueeze(0)
     sigma = max(1.0, min(image.shape[1:]) / 32)
-    return torch.as_tensor(GaussianSmooth(sigma=sigma)(gradient.detach()), dtype=image.dtype)[0]
+    return torch.as_tensor(GaussianSmooth(sigma=sigma)(gradient), dtype=image.dtype)[0]
 
 
 def ranking_scores(
@@ -289,22 +298,23 @@ def drop_unneeded_parts(
         _, whole = masked_log_odds(classifier, image, mask.unsqueeze(0), target, baseline)
         bar = min(full_log_odds, float(whole[0]))
     alone = torch.stack([mask & (labels != part) for part in parts.tolist()])
-    kept, odds = _chunked_log_odds(classifier, image, alone, target, baseline)
+    kept, odds = chunked_log_odds(classifier, image, alone, target, baseline)
     passing = kept if bar is None else kept & (odds >= bar)
     if not bool(passing.any()):
         return mask
     removable = parts[passing][odds[passing].argsort(descending=True, stable=True)]
     together = torch.stack([mask & ~torch.isin(labels, removable[: j + 1]) for j in range(len(removable))])
-    kept, odds = _chunked_log_odds(classifier, image, together, target, baseline)
+    kept, odds = chunked_log_odds(classifier, image, together, target, baseline)
     passing = kept if bar is None else kept & (odds >= bar)
     return together[int(passing.nonzero()[-1])] if bool(passing.any()) else mask
 
 
-def _chunked_log_odds(
+def chunked_log_odds(
     classifier: nn.Module, image: torch.Tensor, masks: torch.Tensor, target: int, baseline: torch.Tensor,
     chunk: int = 16,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`masked_log_odds` of ``masks`` in batches of at most ``chunk`` (volumes stay within memory)."""
+    """:func:`~medcam_dicom.explain.verification.masked_log_odds` of ``masks`` in batches of at most
+    ``chunk`` (volumes stay within memory)."""
     results = [masked_log_odds(classifier, image, masks[start : start + chunk], target, baseline)
                for start in range(0, len(masks), chunk)]
     return torch.cat([kept for kept, _ in results]), torch.cat([odds for _, odds in results])
