@@ -72,6 +72,18 @@ def test_search_grows_a_mask_that_falls_short_to_the_full_images_log_odds():
     assert torch.equal(search_evidence(classifier, image, baseline, corner, 1, full, reach=None), EVIDENCE)
 
 
+def test_an_empty_mask_that_falls_short_is_grown_from_anywhere():
+    # a "normal"-like decision the blurred image alone keeps, but less convincingly than the full image:
+    # the search starts from nothing, its first voxels anywhere (reach applies around a mask)
+    classifier, image, baseline, full = _setting()
+    empty = torch.zeros((SIZE, SIZE), dtype=torch.bool)
+    for reach in (2, None):
+        assert torch.equal(search_evidence(classifier, image, baseline, empty, 1, full, reach=reach), EVIDENCE)
+    # an empty mask that passes the test is already the smallest: kept as it is
+    classifier, image, baseline, full = _setting(bias=-1.0)  # class 1 on the blurred image too
+    assert torch.equal(search_evidence(classifier, image, baseline, empty, 1, full, "decision"), empty)
+
+
 def test_decision_criterion_keeps_only_what_tips_the_decision():
     classifier, image, baseline, full = _setting(bias=4.5)  # class 1 from 5 evidence voxels on
     found = search_evidence(classifier, image, baseline, EVIDENCE | _square(0, 0, 3), 1, full, "decision")
@@ -94,8 +106,6 @@ def test_search_off_and_bad_arguments():
     mask = _square(0, 0, 3)
     for criterion, rounds in (("none", 40), ("preserved", 0)):
         assert torch.equal(search_evidence(classifier, image, baseline, mask, 1, full, criterion, rounds), mask)
-    empty = torch.zeros_like(mask)
-    assert torch.equal(search_evidence(classifier, image, baseline, empty, 1, full), empty)
     with pytest.raises(ValueError, match="prune criterion"):
         search_evidence(classifier, image, baseline, mask, 1, full, "smallest")
     with pytest.raises(ValueError, match="reach"):

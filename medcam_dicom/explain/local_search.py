@@ -18,7 +18,8 @@ The search stops when no candidate improves on the mask, or after ``rounds`` rou
 
 The test is the pruning's: ``"decision"`` keeps the decision; ``"preserved"`` and ``"sufficient"`` keep
 it with the target's log-odds at least the full image's. A mask that passes the test keeps passing it,
-and never grows.
+and never grows. An empty mask (a decision the blurred image alone keeps) that passes is kept; one that
+falls short is grown, its first voxels taken anywhere (``reach`` applies around a non-empty mask).
 """
 
 from __future__ import annotations
@@ -42,12 +43,12 @@ def _candidates(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The round's candidate masks ``(L, *spatial)`` and their voxel counts."""
     flat, scores = mask.flatten(), gradient.flatten()
-    allowed = ~flat
-    if reach is not None:
+    inside, allowed = torch.where(flat)[0], ~flat
+    if reach is not None and len(inside):  # an empty mask's first voxels may come from anywhere
         near = ndimage.binary_dilation(mask.numpy(), structure=np.ones((3,) * mask.ndim, dtype=bool),
                                        iterations=reach) if reach > 0 else mask.numpy()
         allowed &= torch.from_numpy(np.ascontiguousarray(near)).flatten()
-    inside, outside = torch.where(flat)[0], torch.where(allowed)[0]
+    outside = torch.where(allowed)[0]
     least = inside[scores[inside].argsort(stable=True)]
     most = outside[scores[outside].argsort(descending=True, stable=True)]
     candidates, counts = [], []
@@ -80,15 +81,15 @@ def search_evidence(
 ) -> torch.Tensor:
     """The smallest mask the gradient-guided search finds from ``mask`` that passes ``criterion`` on
     ``image`` ``(C, *spatial)`` hard-masked onto ``baseline`` (see the module's text); ``mask`` itself
-    (boolean, on the CPU) for ``"none"``, ``rounds`` 0 or an empty mask. ``reach``: how far from the mask,
-    in voxels, a voxel may be added (``None``: anywhere). Each round costs one backward pass and one
+    (boolean, on the CPU) for ``"none"`` or ``rounds`` 0. ``reach``: how far from the mask, in voxels, a
+    voxel may be added (``None``, or an empty mask: anywhere). Each round costs one backward pass and one
     batch of up to ``3 * len(steps)`` classifier passes (in chunks, as the pruning's parts step)."""
     if criterion not in PRUNE_CRITERIA:
         raise ValueError(f"unknown prune criterion {criterion!r}; expected any of {PRUNE_CRITERIA}")
     if reach is not None and reach < 0:
         raise ValueError(f"reach must be >= 0 or None, got {reach}")
     mask = mask.bool().cpu()
-    if criterion == "none" or rounds <= 0 or not bool(mask.any()):
+    if criterion == "none" or rounds <= 0:
         return mask
     bar = None if criterion == "decision" else full_log_odds
 
