@@ -8,7 +8,7 @@ from conftest import BlobDetector, blob_image
 from torch import nn
 
 from medcam_dicom.explain.config import MedCAMConfig
-from medcam_dicom.explain.local_search import search_evidence
+from medcam_dicom.explain.local_search import GROW_STEPS, _candidates, search_evidence
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.pruning import mask_gradient
@@ -29,18 +29,18 @@ EVIDENCE = _square(5, 5, 3)  # the 9 voxels the classifier counts
 class CountsEvidence(nn.Module):
     """Class-1 log-odds = (bright voxels of ``EVIDENCE``) - ``bias``: nothing else in the image matters."""
 
-    def __init__(self, bias: float = 0.0) -> None:
+    def __init__(self, bias: float = 0.0, evidence: torch.Tensor = EVIDENCE) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.ones(()))
-        self.bias = bias
+        self.bias, self.evidence = bias, evidence
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        evidence = self.scale * (x[:, 0] * EVIDENCE).flatten(1).sum(dim=1) - self.bias
+        evidence = self.scale * (x[:, 0] * self.evidence).flatten(1).sum(dim=1) - self.bias
         return torch.stack([torch.zeros_like(evidence), evidence], dim=1)
 
 
-def _setting(bias: float = 0.0):
-    classifier = CountsEvidence(bias).eval()
+def _setting(bias: float = 0.0, evidence: torch.Tensor = EVIDENCE):
+    classifier = CountsEvidence(bias, evidence).eval()
     image, baseline = torch.ones(1, SIZE, SIZE), torch.zeros(1, SIZE, SIZE)
     with torch.no_grad():
         full = float(target_log_odds(classifier(image.unsqueeze(0)), torch.tensor([1]))[0])
@@ -65,11 +65,35 @@ def test_search_grows_a_mask_that_falls_short_to_the_full_images_log_odds():
     part = _square(5, 5, 2)  # 4 of the 9 voxels: log-odds 4 < 9
     found = search_evidence(classifier, image, baseline, part, 1, full, "preserved")
     assert torch.equal(found, EVIDENCE)
-    # voxels are added only within ``reach`` of the mask: from a corner the evidence is out of reach of
-    # one step, and nothing near it gains; from anywhere it is found and the corner dropped
+    # while it falls short, voxels are added from anywhere: from a corner, out of ``reach`` of the evidence,
+    # the evidence is found and the corner dropped
     corner = _square(0, 0, 1)
-    assert torch.equal(search_evidence(classifier, image, baseline, corner, 1, full, reach=2), corner)
-    assert torch.equal(search_evidence(classifier, image, baseline, corner, 1, full, reach=None), EVIDENCE)
+    for reach in (2, None):
+        assert torch.equal(search_evidence(classifier, image, baseline, corner, 1, full, reach=reach), EVIDENCE)
+
+
+def test_a_mask_that_falls_short_grows_by_up_to_1024_voxels_a_round():
+    # evidence of 64 voxels, all needed: one round adds them all (32 a round would take two)
+    region = _square(2, 2, 8)
+    classifier, image, baseline, full = _setting(evidence=region)
+    empty = torch.zeros((SIZE, SIZE), dtype=torch.bool)
+    assert torch.equal(search_evidence(classifier, image, baseline, empty, 1, full, rounds=1), region)
+    assert GROW_STEPS[-1] == 1024
+
+
+def test_swapped_in_voxels_lie_within_reach_and_added_ones_anywhere():
+    corner = _square(0, 0, 2)
+    gradient = torch.zeros((SIZE, SIZE))
+    gradient[EVIDENCE] = 1.0  # the most useful voxels lie far from the mask
+    gradient[0, 2] = 0.5  # the most useful one within reach 1 of the mask
+    candidates, counts = _candidates(corner, gradient, 1, True, (1,), (1,))
+    dropped, swapped, grown = candidates
+    assert counts.tolist() == [3, 4, 5]
+    assert torch.equal(dropped & ~corner, torch.zeros_like(corner))
+    assert torch.equal(swapped & ~corner, _square(0, 2, 1))  # not the better voxels out of reach
+    assert int((grown & ~corner).sum()) == 1 and bool((grown & EVIDENCE).any())  # but for a grown mask
+    # a mask that passes the test is not grown
+    assert len(_candidates(corner, gradient, 1, False, (1,), (1,))[0]) == 2
 
 
 def test_an_empty_mask_that_falls_short_is_grown_from_anywhere():

@@ -222,8 +222,9 @@ class MedCAMConfig:
             -> 0.838); but RISE cut to that smaller area is more precise still (gap -0.046 -> -0.141) and
             blurring the mask away leaves the decision (p removed 0.309 -> 0.905) (docs/benchmark.md,
             "The evidence search").
-        prune_search_reach: how far from the mask, in voxels, the evidence search may add a voxel
-            (``None``: anywhere). Default 2, chosen on the tuning classifiers.
+        prune_search_reach: how far from the mask, in voxels, the evidence search may swap a voxel in
+            (``None``: anywhere; voxels added to a mask that falls short may lie anywhere). Default 2,
+            chosen on the tuning classifiers.
         null_masks: random smooth masks of the explanation's area classified for the null check
             (``Explanation.random_keep``; one batched pass); 0 skips it.
         null_limit: the share of those random masks keeping the decision from which the explanation is

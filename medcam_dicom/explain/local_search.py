@@ -10,16 +10,17 @@ Each round of :func:`search_evidence` takes one backward pass at the hard mask
 (:func:`~medcam_dicom.explain.pruning.mask_gradient`, unsmoothed: what adding or removing each voxel is
 worth to the target's log-odds, to first order) and classifies one batch of candidates: the mask without
 its ``m`` least useful voxels; the same with the ``m`` most useful voxels within ``reach`` voxels of the
-mask added in their place; and, while the mask still falls short of the test, the mask with those voxels
-added (``m`` = 1, 2, 4, ... 32). The smallest candidate that passes the test is taken (at equal size the
-one with the higher log-odds, which leaves room for the next round's removals); while none passes, the
-one with the highest log-odds among those no larger than the mask, or among all when none of those gains.
-The search stops when no candidate improves on the mask, or after ``rounds`` rounds.
+mask swapped in (``m`` = 1, 2, 4, ... 32); and, while the mask still falls short of the test, the mask with
+the ``m`` most useful voxels anywhere in the image added (``m`` = 1, 2, 4, ... 1,024: the evidence for a
+"normal" decision is spread over the image). The smallest candidate that passes the test is taken (at
+equal size the one with the higher log-odds, which leaves room for the next round's removals); while
+none passes, the one with the highest log-odds among those no larger than the mask, or among all when
+none of those gains. The search stops when no candidate improves on the mask, or after ``rounds`` rounds.
 
 The test is the pruning's: ``"decision"`` keeps the decision; ``"preserved"`` and ``"sufficient"`` keep
 it with the target's log-odds at least the full image's. A mask that passes the test keeps passing it,
 and never grows. An empty mask (a decision the blurred image alone keeps) that passes is kept; one that
-falls short is grown, its first voxels taken anywhere (``reach`` applies around a non-empty mask).
+falls short is grown like any other.
 """
 
 from __future__ import annotations
@@ -34,17 +35,25 @@ from torch import nn
 from medcam_dicom.explain.config import PRUNE_CRITERIA
 from medcam_dicom.explain.pruning import chunked_log_odds, mask_gradient
 
-#: how many voxels a candidate drops, swaps or adds
+#: how many voxels a candidate drops or swaps
 SEARCH_STEPS = (1, 2, 4, 8, 16, 32)
+#: how many voxels a candidate adds to a mask that falls short (up to 1,024: a "normal" decision's evidence
+#: is spread over the image, and the gradient's top 32 voxels are often worth less than nothing)
+GROW_STEPS = tuple(2**i for i in range(11))
 
 
 def _candidates(
-    mask: torch.Tensor, gradient: torch.Tensor, reach: int | None, may_grow: bool, steps: Sequence[int]
+    mask: torch.Tensor, gradient: torch.Tensor, reach: int | None, may_grow: bool, steps: Sequence[int],
+    grow_steps: Sequence[int] = GROW_STEPS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The round's candidate masks ``(L, *spatial)`` and their voxel counts."""
+    """The round's candidate masks ``(L, *spatial)`` and their voxel counts: ``mask`` without its ``m``
+    least useful voxels and with them swapped for the ``m`` most useful within ``reach`` (``m`` in
+    ``steps``); with ``may_grow``, also with the ``m`` most useful voxels anywhere added (``m`` in
+    ``grow_steps``)."""
     flat, scores = mask.flatten(), gradient.flatten()
     inside, allowed = torch.where(flat)[0], ~flat
-    if reach is not None and len(inside):  # an empty mask's first voxels may come from anywhere
+    anywhere = torch.where(allowed)[0]
+    if reach is not None:
         near = ndimage.binary_dilation(mask.numpy(), structure=np.ones((3,) * mask.ndim, dtype=bool),
                                        iterations=reach) if reach > 0 else mask.numpy()
         allowed &= torch.from_numpy(np.ascontiguousarray(near)).flatten()
@@ -64,11 +73,14 @@ def _candidates(
             swapped[most[:m]] = True
             candidates.append(swapped)
             counts.append(len(inside))
-        if may_grow and m <= len(most):
-            grown = flat.clone()
-            grown[most[:m]] = True
-            candidates.append(grown)
-            counts.append(len(inside) + m)
+    if may_grow:
+        best = anywhere[scores[anywhere].argsort(descending=True, stable=True)]
+        for m in grow_steps:
+            if m <= len(best):
+                grown = flat.clone()
+                grown[best[:m]] = True
+                candidates.append(grown)
+                counts.append(len(inside) + m)
     if not candidates:
         return torch.zeros((0, *mask.shape), dtype=torch.bool), torch.zeros(0, dtype=torch.long)
     return torch.stack(candidates).view(-1, *mask.shape), torch.tensor(counts)
@@ -77,13 +89,14 @@ def _candidates(
 def search_evidence(
     classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor, target: int,
     full_log_odds: float, criterion: str = "preserved", rounds: int = 40, reach: int | None = 2,
-    steps: Sequence[int] = SEARCH_STEPS,
+    steps: Sequence[int] = SEARCH_STEPS, grow_steps: Sequence[int] = GROW_STEPS,
 ) -> torch.Tensor:
     """The smallest mask the gradient-guided search finds from ``mask`` that passes ``criterion`` on
     ``image`` ``(C, *spatial)`` hard-masked onto ``baseline`` (see the module's text); ``mask`` itself
     (boolean, on the CPU) for ``"none"`` or ``rounds`` 0. ``reach``: how far from the mask, in voxels, a
-    voxel may be added (``None``, or an empty mask: anywhere). Each round costs one backward pass and one
-    batch of up to ``3 * len(steps)`` classifier passes (in chunks, as the pruning's parts step)."""
+    swapped-in voxel may lie (``None``: anywhere); voxels added to a mask that falls short may lie anywhere.
+    Each round costs one backward pass and one batch of up to ``2 * len(steps) + len(grow_steps)``
+    classifier passes (in chunks, as the pruning's parts step)."""
     if criterion not in PRUNE_CRITERIA:
         raise ValueError(f"unknown prune criterion {criterion!r}; expected any of {PRUNE_CRITERIA}")
     if reach is not None and reach < 0:
@@ -102,7 +115,7 @@ def search_evidence(
     for _ in range(rounds):
         size = int(mask.sum())
         gradient = mask_gradient(classifier, image, baseline, mask, target).cpu()
-        candidates, counts = _candidates(mask, gradient, reach, not current_passes, steps)
+        candidates, counts = _candidates(mask, gradient, reach, not current_passes, steps, grow_steps)
         if not len(candidates):
             break
         passing, odds = passes(candidates)
