@@ -98,7 +98,7 @@ def test_swapped_in_voxels_lie_within_reach_and_added_ones_anywhere():
 
 def test_an_empty_mask_that_falls_short_is_grown_from_anywhere():
     # a "normal"-like decision the blurred image alone keeps, but less convincingly than the full image:
-    # the search starts from nothing, its first voxels anywhere (reach applies around a mask)
+    # the search starts from nothing, its first voxels from anywhere, as for any mask that falls short
     classifier, image, baseline, full = _setting()
     empty = torch.zeros((SIZE, SIZE), dtype=torch.bool)
     for reach in (2, None):
