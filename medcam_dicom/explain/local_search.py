@@ -52,7 +52,6 @@ def _candidates(
     ``grow_steps``)."""
     flat, scores = mask.flatten(), gradient.flatten()
     inside, allowed = torch.where(flat)[0], ~flat
-    anywhere = torch.where(allowed)[0]
     if reach is not None:
         near = ndimage.binary_dilation(mask.numpy(), structure=np.ones((3,) * mask.ndim, dtype=bool),
                                        iterations=reach) if reach > 0 else mask.numpy()
@@ -74,6 +73,7 @@ def _candidates(
             candidates.append(swapped)
             counts.append(len(inside))
     if may_grow:
+        anywhere = torch.where(~flat)[0]
         best = anywhere[scores[anywhere].argsort(descending=True, stable=True)]
         for m in grow_steps:
             if m <= len(best):
