@@ -8,7 +8,7 @@ from conftest import BlobDetector, blob_image
 from torch import nn
 
 from medcam_dicom.explain.config import MedCAMConfig
-from medcam_dicom.explain.local_search import GROW_STEPS, _candidates, search_evidence
+from medcam_dicom.explain.local_search import GROW_STEPS, _candidates, guided_scores, search_evidence
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.medcam import MedCAM
 from medcam_dicom.explain.pruning import mask_gradient
@@ -150,3 +150,54 @@ def test_medcam_with_the_search_keeps_the_blob_at_the_full_images_probability(fa
     assert searched.faithful and searched.masked_probability >= searched.probability - 1e-6
     assert searched.area_fraction <= without.area_fraction
     assert float((searched.mask & disk).sum()) / float(searched.mask.sum()) >= 0.9
+
+
+def test_guided_scores_add_the_scaled_guide_to_the_scaled_gradient():
+    gradient, guide = torch.tensor([2.0, -1.0, 0.0]), torch.tensor([10.0, 30.0, 20.0])
+    assert torch.equal(guided_scores(gradient, None, 0.5), gradient)
+    assert torch.equal(guided_scores(gradient, guide, 0.0), gradient)
+    assert torch.allclose(guided_scores(gradient, guide, 0.5), torch.tensor([1.0, 0.0, 0.25]))
+    assert torch.allclose(guided_scores(gradient, torch.ones(3), 0.5), torch.tensor([1.0, -0.5, 0.0]))  # flat map
+
+
+def test_a_guide_picks_which_of_two_equally_convincing_regions_is_kept():
+    # two 3x3 regions the classifier counts alike; any 5 of their 18 voxels keep the decision
+    first, second = _square(1, 1, 3), _square(10, 10, 3)
+    classifier, image, baseline, full = _setting(bias=4.5, evidence=first | second)
+    both = first | second
+    unguided = search_evidence(classifier, image, baseline, both, 1, full, "decision")
+    guided = search_evidence(classifier, image, baseline, both, 1, full, "decision", guide=first.float(),
+                             guide_weight=0.5)
+    kept = masked_log_odds(classifier, image, torch.stack([unguided, guided]), 1, baseline)[0]
+    assert bool(kept.all()) and int(unguided.sum()) == int(guided.sum()) == 5
+    assert not bool((unguided & first).any())  # ties fall to the voxels listed last: the second region
+    assert bool((guided <= first).all())  # the guide's region
+
+
+def test_a_negative_guide_weight_is_refused():
+    classifier, image, baseline, full = _setting()
+    with pytest.raises(ValueError, match="guide_weight"):
+        search_evidence(classifier, image, baseline, EVIDENCE, 1, full, guide=EVIDENCE.float(), guide_weight=-1)
+    with pytest.raises(ValueError, match="prune_search_guide"):
+        MedCAMConfig(prune_search_guide=-0.5)
+
+
+def test_medcam_guides_the_search_by_its_warm_starts_map(fast_config, monkeypatch):
+    from medcam_dicom.explain import medcam as medcam_module
+
+    seen = []
+
+    def recording(*args, **kwargs):  # the real search, its guide noted
+        seen.append((kwargs.get("guide"), kwargs.get("guide_weight")))
+        return search_evidence(*args, **kwargs)
+
+    monkeypatch.setattr(medcam_module, "search_evidence", recording)
+    classifier = BlobDetector().eval()
+    image, disk = blob_image(size=32, centre=(10, 20), radius=4.0)
+    fast_config.prune_search, fast_config.prune_search_guide = 40, 0.5
+    guided = MedCAM(classifier, config=fast_config).explain(image)
+    (guide, weight), = seen
+    assert weight == 0.5 and guide is not None and tuple(guide.shape) == (32, 32)
+    assert float(guide[disk].mean()) > float(guide[~disk].mean())  # the occlusion map marks the blob
+    assert guided.faithful and guided.masked_probability >= guided.probability - 1e-6
+    assert float((guided.mask & disk).sum()) / float(guided.mask.sum()) >= 0.9

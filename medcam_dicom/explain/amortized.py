@@ -380,7 +380,8 @@ class AmortizedMedCAM:
         pruned = drop_unneeded_parts(self.classifier, image, baseline, pruned, result.target, full_odds, criterion,
                                      self.config.prune_parts)
         pruned = search_evidence(self.classifier, image, baseline, pruned, result.target, full_odds, criterion,
-                                 self.config.prune_search, self.config.prune_search_reach)
+                                 self.config.prune_search, self.config.prune_search_reach, guide=own,
+                                 guide_weight=self.config.prune_search_guide)
         if torch.equal(pruned, result.mask.bool().cpu()):
             return
         faithful, masked_probability = verify_mask(self.classifier, image, pruned, result.target, baseline)

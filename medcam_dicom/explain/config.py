@@ -28,7 +28,7 @@ PRUNE_IMAGE_FRACTIONS = tuple(sorted({min(1.0, 0.0025 * 1.2**k) for k in range(3
 #: not with those of the day it was trained
 EXPLAIN_TIME_OPTIONS = ("prune", "prune_ranking", "prune_fractions", "prune_image_fractions", "prune_refine",
                         "prune_gradient_weight", "prune_start_weight", "prune_rerank", "prune_parts",
-                        "prune_search", "prune_search_reach",
+                        "prune_search", "prune_search_reach", "prune_search_guide",
                         "null_masks", "null_limit")
 #: the loss weights :meth:`MedCAMConfig.amortized` changes: the amortised explainer is trained without the
 #: activation-matching term (chosen on the benchmark's tuning split; docs/benchmark.md)
@@ -225,6 +225,11 @@ class MedCAMConfig:
         prune_search_reach: how far from the mask, in voxels, the evidence search may swap a voxel in
             (``None``: anywhere; voxels added to a mask that falls short may lie anywhere). Default 2,
             chosen on the tuning classifiers.
+        prune_search_guide: the weight of a map of where the evidence lies in the evidence search's
+            ranking of voxels, beside the classifier's gradient (each scaled to at most 1;
+            :func:`~medcam_dicom.explain.local_search.guided_scores`): per image the warm start's
+            occlusion map, amortised the decoder's soft mask; 0 = the gradient alone (the default).
+            docs/benchmark.md, "The search guided by the warm start's map".
         null_masks: random smooth masks of the explanation's area classified for the null check
             (``Explanation.random_keep``; one batched pass); 0 skips it.
         null_limit: the share of those random masks keeping the decision from which the explanation is
@@ -273,6 +278,7 @@ class MedCAMConfig:
     prune_parts: int = 64
     prune_search: int = 0
     prune_search_reach: int | None = 2
+    prune_search_guide: float = 0.0
     null_masks: int = 32
     null_limit: float = 0.25
     seed: int = 0
@@ -384,6 +390,8 @@ class MedCAMConfig:
             raise ValueError(f"MedCAMConfig.prune_parts must be >= 0, got {self.prune_parts}")
         if self.prune_search < 0:
             raise ValueError(f"MedCAMConfig.prune_search must be >= 0, got {self.prune_search}")
+        if self.prune_search_guide < 0:
+            raise ValueError(f"MedCAMConfig.prune_search_guide must be >= 0, got {self.prune_search_guide}")
         if self.prune_search_reach is not None and self.prune_search_reach < 0:
             raise ValueError(f"MedCAMConfig.prune_search_reach must be >= 0 or None, got {self.prune_search_reach}")
         if self.prune_refine < 0:

@@ -17,6 +17,12 @@ equal size the one with the higher log-odds, which leaves room for the next roun
 none passes, the one with the highest log-odds among those no larger than the mask, or among all when
 none of those gains. The search stops when no candidate improves on the mask, or after ``rounds`` rounds.
 
+With a ``guide`` (per image, the warm start's occlusion map; amortised, the decoder's own soft mask) the
+voxels are ranked by the gradient plus ``guide_weight`` times the guide, each scaled to at most 1
+(:func:`guided_scores`): many masks of nearly the same size pass the test, and the gradient alone prefers
+voxels at the finding's edge and in its context to those on it, where a map of where the evidence lies
+breaks the tie. The test and the choice between candidates stay the classifier's.
+
 The test is the pruning's: ``"decision"`` keeps the decision; ``"preserved"`` and ``"sufficient"`` keep
 it with the target's log-odds at least the full image's. A mask that passes the test keeps passing it,
 and never grows. An empty mask (a decision the blurred image alone keeps) that passes is kept; one that
@@ -40,6 +46,17 @@ SEARCH_STEPS = (1, 2, 4, 8, 16, 32)
 #: how many voxels a candidate adds to a mask that falls short (up to 1,024: a "normal" decision's evidence
 #: is spread over the image, and the gradient's top 32 voxels are often worth less than nothing)
 GROW_STEPS = tuple(2**i for i in range(11))
+
+
+def guided_scores(gradient: torch.Tensor, guide: torch.Tensor | None, weight: float) -> torch.Tensor:
+    """What the search ranks voxels by: ``gradient`` over its largest magnitude plus ``weight`` times
+    ``guide`` scaled to [0, 1] (``gradient`` itself without a guide or with weight 0)."""
+    if guide is None or weight == 0:
+        return gradient
+    guide = guide.to(gradient).reshape(gradient.shape)
+    low, high = guide.min(), guide.max()
+    scaled = (guide - low) / (high - low) if high > low else torch.zeros_like(guide)
+    return gradient / gradient.abs().max().clamp_min(1e-12) + weight * scaled
 
 
 def _candidates(
@@ -90,18 +107,24 @@ def search_evidence(
     classifier: nn.Module, image: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor, target: int,
     full_log_odds: float, criterion: str = "preserved", rounds: int = 40, reach: int | None = 2,
     steps: Sequence[int] = SEARCH_STEPS, grow_steps: Sequence[int] = GROW_STEPS,
+    guide: torch.Tensor | None = None, guide_weight: float = 0.0,
 ) -> torch.Tensor:
     """The smallest mask the gradient-guided search finds from ``mask`` that passes ``criterion`` on
     ``image`` ``(C, *spatial)`` hard-masked onto ``baseline`` (see the module's text); ``mask`` itself
     (boolean, on the CPU) for ``"none"`` or ``rounds`` 0. ``reach``: how far from the mask, in voxels, a
     swapped-in voxel may lie (``None``: anywhere); voxels added to a mask that falls short may lie anywhere.
+    ``guide``: a map of the mask's shape whose ``guide_weight`` enters the voxels' ranking
+    (:func:`guided_scores`).
     Each round costs one backward pass and one batch of up to ``2 * len(steps) + len(grow_steps)``
     classifier passes (in chunks, as the pruning's parts step)."""
     if criterion not in PRUNE_CRITERIA:
         raise ValueError(f"unknown prune criterion {criterion!r}; expected any of {PRUNE_CRITERIA}")
     if reach is not None and reach < 0:
         raise ValueError(f"reach must be >= 0 or None, got {reach}")
+    if guide_weight < 0:
+        raise ValueError(f"guide_weight must be >= 0, got {guide_weight}")
     mask = mask.bool().cpu()
+    guide = None if guide is None else guide.detach().float().cpu()
     if criterion == "none" or rounds <= 0:
         return mask
     bar = None if criterion == "decision" else full_log_odds
@@ -114,8 +137,8 @@ def search_evidence(
     current_passes, current_odds = bool(passing[0]), float(odds[0])
     for _ in range(rounds):
         size = int(mask.sum())
-        gradient = mask_gradient(classifier, image, baseline, mask, target).cpu()
-        candidates, counts = _candidates(mask, gradient, reach, not current_passes, steps, grow_steps)
+        scores = guided_scores(mask_gradient(classifier, image, baseline, mask, target).cpu(), guide, guide_weight)
+        candidates, counts = _candidates(mask, scores, reach, not current_passes, steps, grow_steps)
         if not len(candidates):
             break
         passing, odds = passes(candidates)

@@ -191,7 +191,9 @@ class MedCAM:
                                            self.config.prune, self.config.prune_parts)
                 mask = search_evidence(self.classifier, image, baseline, mask, target_index, full_odds,
                                        self.config.prune, self.config.prune_search,
-                                       self.config.prune_search_reach).to(self.device)
+                                       self.config.prune_search_reach,
+                                       guide=None if start is None else start.saliency,
+                                       guide_weight=self.config.prune_search_guide).to(self.device)
             faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
         explanation = Explanation(
             mask=mask.cpu(),
