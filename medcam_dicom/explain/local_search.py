@@ -17,7 +17,7 @@ equal size the one with the higher log-odds, which leaves room for the next roun
 none passes, the one with the highest log-odds among those no larger than the mask, or among all when
 none of those gains. The search stops when no candidate improves on the mask, or after ``rounds`` rounds.
 
-With a ``guide`` (per image, the warm start's occlusion map; amortised, the decoder's own soft mask) the
+With a ``guide`` (per image, the warm start's occlusion map; amortised, the decoder's logits) the
 voxels are ranked by the gradient plus ``guide_weight`` times the guide, each scaled to at most 1
 (:func:`guided_scores`): many masks of nearly the same size pass the test, and the gradient alone prefers
 voxels at the finding's edge and in its context to those on it, where a map of where the evidence lies
