@@ -50,7 +50,7 @@ def mask_at_area(saliency: torch.Tensor, area_fraction: float) -> torch.Tensor:
     return mask.view(saliency.shape)
 
 
-def _rescale(cam: torch.Tensor) -> torch.Tensor:
+def rescale(cam: torch.Tensor) -> torch.Tensor:
     """Min-max to [0, 1] keeping the orientation (MONAI's default post-processing flips it)."""
     low, high = cam.min(), cam.max()
     return (cam - low) / (high - low) if high > low else torch.zeros_like(cam)
@@ -82,7 +82,7 @@ class GradCAMSaliency:
                 cam_class = GradCAMpp if self.plus_plus else GradCAM
                 # through _LogitsOnly: MONAI's CAM indexes the output as logits (a ViT returns a tuple)
                 cam = cam_class(_LogitsOnly(self.classifier), target_layers=f"classifier.{layer}",
-                                postprocessing=_rescale)
+                                postprocessing=rescale)
                 with warnings.catch_warnings():
                     # a layer fed by the image itself (a transformer's stem): its gradient hook warns, harmlessly
                     warnings.filterwarnings("ignore", "Full backward hook is firing", UserWarning)
@@ -208,7 +208,7 @@ def explain_at_area(
     faithful, masked_probability = verify_mask(classifier, image, mask.to(device), target_index, baseline)
     explanation = Explanation(
         mask=mask.cpu(),
-        soft_mask=_rescale(saliency.float()).cpu(),
+        soft_mask=rescale(saliency.float()).cpu(),
         target=target_index,
         probability=probability,
         masked_probability=masked_probability,

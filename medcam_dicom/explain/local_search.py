@@ -38,6 +38,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from medcam_dicom.explain.comparison import rescale
 from medcam_dicom.explain.config import PRUNE_CRITERIA
 from medcam_dicom.explain.pruning import chunked_log_odds, mask_gradient
 
@@ -53,9 +54,7 @@ def guided_scores(gradient: torch.Tensor, guide: torch.Tensor | None, weight: fl
     ``guide`` scaled to [0, 1] (``gradient`` itself without a guide or with weight 0)."""
     if guide is None or weight == 0:
         return gradient
-    guide = guide.to(gradient).reshape(gradient.shape)
-    low, high = guide.min(), guide.max()
-    scaled = (guide - low) / (high - low) if high > low else torch.zeros_like(guide)
+    scaled = rescale(guide.to(gradient).reshape(gradient.shape))
     return gradient / gradient.abs().max().clamp_min(1e-12) + weight * scaled
 
 
