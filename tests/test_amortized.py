@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from medcam_dicom import AmortizedMedCAM, MedCAMConfig
+from medcam_dicom import AmortizedMedCAM, MedCAM, MedCAMConfig
 from medcam_dicom.benchmark.training import TEST_SEED
 from medcam_dicom.data.synthetic import generate
 from medcam_dicom.explain.losses import target_log_odds
@@ -424,6 +424,60 @@ def test_blur_baseline_of_volumes_approximates_the_exact_gaussian():
     assert float((fast - exact).abs().max()) < 0.05 * float(volume.max() - volume.min())
     image = torch.rand(3, 64, 64)
     assert torch.equal(strong_blur(image, 8.0), torch.as_tensor(GaussianSmooth(sigma=8.0)(image)))
+
+
+def test_baselines_saliencies_and_checked_images_are_plain_tensors_not_monai_metatensors():
+    """A ``MetaTensor`` baseline or warm-start map made every later classifier pass track metadata through
+    every operation (a third of an amortised explanation's time on a DenseNet)."""
+    from monai.data import MetaTensor
+
+    from medcam_dicom.explain.baselines import make_baseline, robustness_backgrounds, strong_blur
+    from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency
+    from medcam_dicom.explain.pruning import gradient_scores
+    from medcam_dicom.explain.validation import as_image_tensor
+
+    generator = torch.Generator().manual_seed(0)
+    image, volume = blob_image(32, (16, 16), 3.0)[0], torch.rand(1, 24, 24, 24)
+    classifier = BlobDetector().eval()
+    made = [make_baseline(image, kind, generator) for kind in ("zero", "mean", "blur", "noise")]
+    made += [strong_blur(volume, 12.0), robustness_backgrounds(image, ("zero", "blur", "uniform"), generator)]
+    made.append(MedCAM(classifier).baseline(image))
+    made.append(gradient_scores(classifier, image, made[2], torch.ones(32, 32, dtype=torch.bool), 1))
+    made.append(OcclusionSaliency(classifier, mask_size=8).saliency(image, 1))
+    made.append(GradCAMSaliency(classifier).saliency(image, 1))
+    made.append(as_image_tensor(MetaTensor(image)))
+    assert [type(tensor) for tensor in made] == [torch.Tensor] * len(made)
+    assert all(tensor.dtype == torch.float32 for tensor in made)
+
+
+def test_evaluation_mode_switches_only_training_modules_off_and_restores_each_flag():
+    from medcam_dicom.explain.verification import evaluation_mode
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2), torch.nn.Dropout())
+    model[1].eval()
+    with evaluation_mode(model):
+        assert not any(module.training for module in model.modules())
+    assert [module.training for module in model.modules()] == [True, True, False, True]
+    with pytest.raises(RuntimeError), evaluation_mode(model):
+        raise RuntimeError("a failing forward")
+    assert [module.training for module in model.modules()] == [True, True, False, True]
+    model.eval()
+    with evaluation_mode(model):
+        model.train()  # as MONAI's eval_mode does on exit to the wrapper OcclusionSensitivity is given
+    assert not any(module.training for module in model.modules())
+
+
+def test_occlusion_leaves_a_classifier_in_eval_mode_in_eval_mode():
+    from medcam_dicom.explain.comparison import OcclusionSaliency
+    from medcam_dicom.explain.verification import evaluation_mode
+
+    classifier = BlobDetector().eval()
+    image, _ = blob_image(32, (16, 16), 3.0)
+    OcclusionSaliency(classifier, mask_size=8).saliency(image, 1)
+    assert not any(module.training for module in classifier.modules())
+    with evaluation_mode(classifier):
+        OcclusionSaliency(classifier, mask_size=8).saliency(image, 1)
+        assert not any(module.training for module in classifier.modules())
 
 
 def test_the_decoder_of_a_transformer_reads_the_stem_its_tokens_are_made_of():

@@ -6,6 +6,14 @@ import torch
 import torch.nn.functional as F
 from monai.transforms import GaussianSmooth
 
+from medcam_dicom.explain.validation import plain_tensor
+
+
+def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """MONAI's ``GaussianSmooth`` of ``image`` as a plain tensor of its dtype (the transform returns a
+    ``MetaTensor``, see :func:`~medcam_dicom.explain.validation.plain_tensor`)."""
+    return plain_tensor(GaussianSmooth(sigma=sigma)(image)).to(image.dtype)
+
 
 def strong_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian blur of ``image`` ``(C, *spatial)`` with ``sigma`` voxels. For volumes, wide kernels are
@@ -15,10 +23,10 @@ def strong_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     2D images are blurred exactly (it costs milliseconds)."""
     factor = int(sigma // 4)
     if image.ndim != 4 or factor < 2:
-        return torch.as_tensor(GaussianSmooth(sigma=sigma)(image), dtype=image.dtype)
+        return gaussian_blur(image, sigma)
     spatial = tuple(image.shape[1:])
     coarse = F.avg_pool3d(image.unsqueeze(0), factor, ceil_mode=True, count_include_pad=False)[0]
-    blurred = torch.as_tensor(GaussianSmooth(sigma=sigma / factor)(coarse), dtype=image.dtype)
+    blurred = gaussian_blur(coarse, sigma / factor)
     return F.interpolate(blurred.unsqueeze(0), size=spatial, mode="trilinear", align_corners=False)[0]
 
 
@@ -57,7 +65,7 @@ def robustness_backgrounds(
             side = min(image.shape[1:])
             fraction = float(torch.rand((), generator=generator, device=image.device))
             sigma = max(side * (1.0 / 16.0 + fraction * (1.0 / 4.0 - 1.0 / 16.0)), 1.0)
-            backgrounds.append(torch.as_tensor(GaussianSmooth(sigma=sigma)(image), dtype=image.dtype))
+            backgrounds.append(gaussian_blur(image, sigma))
         elif kind == "gaussian":
             noise = torch.randn(image.shape, generator=generator, device=image.device)
             backgrounds.append(mean + std * noise)

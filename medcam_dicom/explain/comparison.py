@@ -24,7 +24,7 @@ from torch import nn
 
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import spatial_stage_layers
-from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target
+from medcam_dicom.explain.validation import as_image_tensor, check_channels, check_target, plain_tensor
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, resolve_device, verify_mask
 
 
@@ -95,16 +95,19 @@ class GradCAMSaliency:
                     for key in set(module._backward_hooks) - backward:
                         del module._backward_hooks[key]
                 self.classifier.zero_grad(set_to_none=True)
-        return result[0, 0].detach()
+        return plain_tensor(result[0, 0].detach())
 
 
 class _LogitsOnly(nn.Module):
     """The classifier seen through :func:`forward_logits`: MONAI's occlusion and CAMs expect a tensor
-    output, while e.g. MONAI's ViT returns ``(logits, hidden_states)``."""
+    output, while e.g. MONAI's ViT returns ``(logits, hidden_states)``. Made in eval mode: MONAI's
+    ``eval_mode`` calls ``train()`` on exit on a module that was training when it entered, and that would
+    switch the classifier inside to training mode."""
 
     def __init__(self, classifier: nn.Module) -> None:
         super().__init__()
         self.classifier = classifier
+        self.training = False
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return forward_logits(self.classifier, batch)
@@ -133,7 +136,7 @@ class OcclusionSaliency:
             probability = torch.softmax(forward_logits(self.classifier, batch), dim=1)[0, target]
             occluded, _ = occlusion(batch)
         # occluded: (1, K, *spatial) probabilities with the patch around each voxel occluded
-        return torch.as_tensor(probability - occluded[0, target]).detach().float()
+        return plain_tensor(probability - occluded[0, target]).detach().float()
 
 
 class RISESaliency:

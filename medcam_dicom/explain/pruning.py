@@ -29,10 +29,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from monai.transforms import GaussianSmooth
 from scipy import ndimage
 from torch import nn
 
+from medcam_dicom.explain.baselines import gaussian_blur
 from medcam_dicom.explain.config import PRUNE_CRITERIA, PRUNE_RANKINGS, PRUNE_SHRINK_FRACTIONS
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.verification import evaluation_mode, forward_logits, masked_log_odds
@@ -60,7 +60,7 @@ def gradient_scores(
     a region, not speckle."""
     gradient = mask_gradient(classifier, image, baseline, mask, target).unsqueeze(0)
     sigma = max(1.0, min(image.shape[1:]) / 32)
-    return torch.as_tensor(GaussianSmooth(sigma=sigma)(gradient), dtype=image.dtype)[0]
+    return gaussian_blur(gradient, sigma)[0]
 
 
 def ranking_scores(
