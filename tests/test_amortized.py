@@ -432,6 +432,7 @@ def test_baselines_saliencies_and_checked_images_are_plain_tensors_not_monai_met
     from monai.data import MetaTensor
 
     from medcam_dicom.explain.baselines import make_baseline, robustness_backgrounds, strong_blur
+    from medcam_dicom.explain.batches import as_batch, images_of
     from medcam_dicom.explain.comparison import GradCAMSaliency, OcclusionSaliency
     from medcam_dicom.explain.pruning import gradient_scores
     from medcam_dicom.explain.validation import as_image_tensor
@@ -446,6 +447,7 @@ def test_baselines_saliencies_and_checked_images_are_plain_tensors_not_monai_met
     made.append(OcclusionSaliency(classifier, mask_size=8).saliency(image, 1))
     made.append(GradCAMSaliency(classifier).saliency(image, 1))
     made.append(as_image_tensor(MetaTensor(image)))
+    made += [as_batch(MetaTensor(image.unsqueeze(0))), images_of({"image": MetaTensor(image.unsqueeze(0))})]
     assert [type(tensor) for tensor in made] == [torch.Tensor] * len(made)
     assert all(tensor.dtype == torch.float32 for tensor in made)
 

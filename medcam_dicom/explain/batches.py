@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from medcam_dicom.explain.validation import as_image_tensor
+from medcam_dicom.explain.validation import as_image_tensor, plain_tensor
 
 
 def images_of(item: Any) -> torch.Tensor:
@@ -23,7 +23,7 @@ def images_of(item: Any) -> torch.Tensor:
         item = item[0]
     if not isinstance(item, torch.Tensor):
         raise ValueError(f"expected image tensors from the training data, got {type(item).__name__}")
-    return item.as_tensor() if hasattr(item, "as_tensor") else item
+    return plain_tensor(item)
 
 
 def as_batch(images: torch.Tensor | np.ndarray | Sequence[torch.Tensor]) -> torch.Tensor:
@@ -35,7 +35,7 @@ def as_batch(images: torch.Tensor | np.ndarray | Sequence[torch.Tensor]) -> torc
             raise ValueError(
                 f"expected a batch (N, C, H, W) or (N, C, D, H, W), got shape {tuple(images.shape)}"
             )
-        return images.float()
+        return plain_tensor(images).float()
     items = [as_image_tensor(image) for image in images]
     if not items:
         raise ValueError("got no images")

@@ -102,7 +102,8 @@ class _LogitsOnly(nn.Module):
     """The classifier seen through :func:`forward_logits`: MONAI's occlusion and CAMs expect a tensor
     output, while e.g. MONAI's ViT returns ``(logits, hidden_states)``. Made in eval mode: MONAI's
     ``eval_mode`` calls ``train()`` on exit on a module that was training when it entered, and that would
-    switch the classifier inside to training mode."""
+    switch the classifier inside to training mode. Only the wrapper's own flag is set (``eval()`` would
+    reach the classifier's modules too)."""
 
     def __init__(self, classifier: nn.Module) -> None:
         super().__init__()
