@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -92,7 +93,10 @@ def fit(member: ZooMember, out: Path, epochs: int, learning_rate: float, pos_wei
     classifier = load_zoo_classifier(member, progress=False)
     network = classifier.network
     explainer = AmortizedMedCAM.load(zoo_explainer_path(member), network)
-    saved = torch.load(out / f"{member.dataset}-{member.arch}-targets.pt")
+    targets_path = out / f"{member.dataset}-{member.arch}-targets.pt"
+    if not targets_path.is_file():
+        raise SystemExit(f"error: no targets at {targets_path}; run the `targets` step with --out {out} first")
+    saved = torch.load(targets_path)
     images = classifier.preprocess(generate(member.dataset, saved["count"], seed=saved["seed"]).images).float()
     if coarseness:  # a new decoder of that coarseness instead of the shipped one's weights
         explainer = AmortizedMedCAM(network, layers=explainer.medcam.layer_names, config=explainer.config,
@@ -206,13 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     member = ZooMember(args.arch, args.dataset, "plain")
-    if args.step == "targets":
-        make_targets(member, args.images, args.out)
-    elif args.step == "fit":
-        fit(member, args.out, args.epochs, args.learning_rate, args.pos_weight, args.margin, args.coarseness)
-    else:
-        check(member, args.explainers or args.out / "fit", args.images,
-              [float(level) for level in args.levels.split(",")], not args.no_reference)
+    try:
+        if args.step == "targets":
+            make_targets(member, args.images, args.out)
+        elif args.step == "fit":
+            fit(member, args.out, args.epochs, args.learning_rate, args.pos_weight, args.margin, args.coarseness)
+        else:
+            check(member, args.explainers or args.out / "fit", args.images,
+                  [float(level) for level in args.levels.split(",")], not args.no_reference)
+    except ValueError as error:  # a missing or unfit explainer file, an unknown level
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -2,6 +2,8 @@
 the zoo's tuning classifier ct/cnn, two images)."""
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -60,3 +62,11 @@ def test_the_fitted_decoder_outputs_the_searched_masks(tmp_path, capsys):
     distillation.check(member, tmp_path / "fit", 2, [2.0, 0.0], reference=True)
     printed = capsys.readouterr().out
     assert "distilled: 1 lesion decisions" in printed and "searched: 1 lesion decisions" in printed
+
+
+def test_the_script_names_missing_targets_and_explainers(tmp_path):
+    script = str(ROOT / "scripts" / "benchmark_distillation.py")
+    fit = subprocess.run([sys.executable, script, "fit", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert fit.returncode != 0 and "ct-cnn-targets.pt" in fit.stderr and "targets" in fit.stderr
+    check = subprocess.run([sys.executable, script, "check", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert check.returncode == 2 and str(tmp_path / "fit" / "ct-cnn-explainer.pt") in check.stderr
