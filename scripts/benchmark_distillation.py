@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from medcam_dicom.benchmark.metrics import precision
 from medcam_dicom.benchmark.training import EXPLAINER_SEED, TEST_SEED
 from medcam_dicom.benchmark.zoo import ZooMember, load_zoo_classifier, zoo_explainer_path
 from medcam_dicom.data.synthetic import generate
@@ -39,7 +40,7 @@ from medcam_dicom.explain.amortized import AmortizedMedCAM
 from medcam_dicom.explain.amortized_training import core_loss, optimisation_step
 from medcam_dicom.explain.losses import target_log_odds
 from medcam_dicom.explain.mask_network import mask_probabilities, straight_through_mask
-from medcam_dicom.explain.verification import evaluation_mode, forward_logits
+from medcam_dicom.explain.verification import evaluation_mode, forward_logits, masked_log_odds
 from medcam_dicom.models.demo import TrainedClassifier
 
 #: the searched masks' settings (the held-out table's amortised guided row)
@@ -67,11 +68,10 @@ def make_targets(member: ZooMember, count: int, out: Path) -> Path:
         preserved.append(explanation.faithful and explanation.masked_probability >= explanation.probability)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{member.dataset}-{member.arch}-targets.pt"
-    torch.save({"masks": torch.stack(masks), "targets": torch.tensor(targets), "count": count,
-                "seed": EXPLAINER_SEED}, path)
-    stacked = torch.stack(masks).float()
+    stacked = torch.stack(masks)
+    torch.save({"masks": stacked, "targets": torch.tensor(targets), "count": count, "seed": EXPLAINER_SEED}, path)
     print(f"{member.name}: {sum(preserved)}/{count} searched masks as convincing as the image, "
-          f"mean area {float(stacked.mean()):.4f}; written to {path}")
+          f"mean area {float(stacked.float().mean()):.4f}; written to {path}")
     return path
 
 
@@ -102,8 +102,7 @@ def fit(member: ZooMember, out: Path, epochs: int, learning_rate: float, pos_wei
         explainer = AmortizedMedCAM(network, layers=explainer.medcam.layer_names, config=explainer.config,
                                     coarseness=coarseness).build(images[0])
     masks, targets = saved["masks"].float().unsqueeze(1), saved["targets"]
-    with torch.no_grad(), evaluation_mode(network):
-        chunks = [explainer._classify(images[i : i + 32], explainer.feature_layers) for i in range(0, len(images), 32)]
+    chunks = [explainer._classify(images[i : i + 32], explainer.feature_layers) for i in range(0, len(images), 32)]
     full_logits = torch.cat([logits for logits, _ in chunks])
     features = [torch.cat([recorded[name] for _, recorded in chunks]) for name in explainer.feature_layers]
     decoder = explainer.network
@@ -165,24 +164,16 @@ def check(member: ZooMember, explainers: Path, count: int, levels: list[float], 
         if target != 1 or not lesion.any():
             continue
         masks = torch.stack([predicted["logits"][0] > level for level in order])
-        baseline = distilled.medcam.baseline(image)
-        keep = masks[:, None].float()
-        with evaluation_mode(network), torch.no_grad():
-            logits = forward_logits(network, keep * image + (1 - keep) * baseline)
-        targets = torch.full((len(order),), target)
-        convincing = target_log_odds(logits, targets) >= target_log_odds(predicted["class_logits"], targets[:1])
-        kept = logits.argmax(1) == target
+        kept, odds = masked_log_odds(network, image, masks, target, distilled.medcam.baseline(image))
+        convincing = odds >= float(target_log_odds(predicted["class_logits"], predicted["target"])[0])
         chosen = int(convincing.nonzero()[0]) if convincing.any() else int(kept.nonzero()[0]) if kept.any() else -1
         mask = masks[chosen]
-        figures["distilled"].append((bool(convincing[chosen]), float(mask.float().mean()),
-                                     float((mask & lesion).sum() / mask.sum().clamp(min=1)),
+        figures["distilled"].append((bool(convincing[chosen]), float(mask.float().mean()), precision(mask, lesion),
                                      time.perf_counter() - started))
         if searcher is not None:
             result = searcher.explain(image, refine_steps="auto", prune="preserved")
             figures["searched"].append((result.faithful and result.masked_probability >= result.probability,
-                                        result.area_fraction,
-                                        float((result.mask & lesion).sum() / result.mask.sum().clamp(min=1)),
-                                        result.seconds))
+                                        result.area_fraction, precision(result.mask, lesion), result.seconds))
     for name, rows in figures.items():
         if rows:
             print(f"{member.name} {name}: {len(rows)} lesion decisions, as convincing as the image "
