@@ -86,6 +86,14 @@ def blob_image(size: int = 32, centre: tuple[int, ...] = (10, 20), radius: float
     return image.unsqueeze(0), disk
 
 
+@pytest.fixture(autouse=True)
+def _seeded_torch() -> None:
+    """Seed torch's global generator before every test, so that a layer a test builds with default
+    initialisation gets the same weights whatever ran before it in the process (CI's test order and
+    a single test run alone must see the same model)."""
+    torch.manual_seed(0)
+
+
 @pytest.fixture
 def fast_config() -> MedCAMConfig:
     """A short schedule for tests: few steps, small U-Net."""
