@@ -172,6 +172,35 @@ def test_amortised_pruning_ranks_by_the_classifiers_gradient_when_the_config_ask
     assert any(differs)  # the ranking reached the pruning
 
 
+def test_amortised_completion_grows_a_one_blob_mask_over_the_second_blob_the_classifier_also_reads(
+    trained_on_blobs, tmp_path
+):
+    explainer, _, _ = trained_on_blobs
+    explainer.save(tmp_path / "explainer.pt")
+    settings = dict(max_steps=40, min_steps=5, unet_channels=(8, 16), unet_strides=(2,), prune_search=40,
+                    prune_search_guide=0.5)
+    searching = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier,
+                                     config=MedCAMConfig(**settings))
+    completing = AmortizedMedCAM.load(tmp_path / "explainer.pt", explainer.classifier,
+                                      config=MedCAMConfig(**settings, prune_complete=0.3))
+    first_image, first = blob_image(32, (9, 9), 3.5)
+    second_image, second = blob_image(32, (23, 23), 3.5)
+    image = torch.maximum(first_image, second_image)  # either blob decides for the max-pooling detector
+    baseline = searching.medcam.baseline(image)
+
+    def removed(mask: torch.Tensor) -> float:
+        with torch.no_grad():
+            logits = explainer.classifier(apply_mask(image, ~mask, baseline).unsqueeze(0))
+        return float(torch.softmax(logits, dim=1)[0, 1])
+
+    searched = searching.explain(image, prune="preserved")
+    completed = completing.explain(image, prune="preserved")
+    assert removed(searched.mask) > 0.5  # the searched mask holds enough, not all, of the evidence
+    assert removed(completed.mask) <= 0.3
+    assert bool((completed.mask & first).any()) and bool((completed.mask & second).any())
+    assert completed.faithful and completed.masked_probability >= completed.probability - 1e-6
+
+
 def _log_odds(classifier: torch.nn.Module, image: torch.Tensor) -> float:
     with torch.no_grad():
         return float(target_log_odds(classifier(image.unsqueeze(0)), torch.tensor([1])))

@@ -28,6 +28,7 @@ from medcam_dicom.checkpoints import load_checkpoint, save_checkpoint
 from medcam_dicom.explain.amortized_network import ClassMaskNetwork, FeatureMaskDecoder
 from medcam_dicom.explain.amortized_training import train_amortized
 from medcam_dicom.explain.batches import as_batch
+from medcam_dicom.explain.completion import complete_evidence, removal_scores
 from medcam_dicom.explain.config import PRUNE_CRITERIA, MedCAMConfig
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import FeatureRecorder, spatial_stage_layers
@@ -382,6 +383,11 @@ class AmortizedMedCAM:
         pruned = search_evidence(self.classifier, image, baseline, pruned, result.target, full_odds, criterion,
                                  self.config.prune_search, self.config.prune_search_reach, guide=own,
                                  guide_weight=self.config.prune_search_guide)
+        if self.config.prune_complete > 0:
+            scores = removal_scores(self.classifier, image, baseline, pruned, result.target, own,
+                                    self.config.prune_complete_gradient)
+            pruned = complete_evidence(self.classifier, image, baseline, pruned, result.target, full_odds,
+                                       criterion, self.config.prune_complete, scores)
         if torch.equal(pruned, result.mask.bool().cpu()):
             return
         faithful, masked_probability = verify_mask(self.classifier, image, pruned, result.target, baseline)

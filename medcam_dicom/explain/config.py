@@ -29,6 +29,7 @@ PRUNE_IMAGE_FRACTIONS = tuple(sorted({min(1.0, 0.0025 * 1.2**k) for k in range(3
 EXPLAIN_TIME_OPTIONS = ("prune", "prune_ranking", "prune_fractions", "prune_image_fractions", "prune_refine",
                         "prune_gradient_weight", "prune_start_weight", "prune_rerank", "prune_parts",
                         "prune_search", "prune_search_reach", "prune_search_guide",
+                        "prune_complete", "prune_complete_gradient",
                         "null_masks", "null_limit")
 #: the loss weights :meth:`MedCAMConfig.amortized` changes: the amortised explainer is trained without the
 #: activation-matching term (chosen on the benchmark's tuning split; docs/benchmark.md)
@@ -233,6 +234,14 @@ class MedCAMConfig:
             area (held out, per image with ``prune_search=40``: precision 0.827 -> 0.912, gap to RISE at
             equal area -0.145 -> -0.062, median minimality ratio 0.52 -> 0.99; docs/benchmark.md, "The
             search guided by the warm start's map").
+        prune_complete: last, the mask is grown to the smallest of a few sizes (1.25 to 16 times its
+            voxels) whose removal (blurred away, as the benchmark's comprehensiveness) leaves the target's
+            probability at most this, while the grown mask still passes the pruning's test
+            (:func:`~medcam_dicom.explain.completion.complete_evidence`; one backward and two batched
+            passes); a mask no size completes stays as it is. 0 = off (the default).
+        prune_complete_gradient: the weight of the classifier's gradient at the image with the mask
+            removed in the ranking completion grows the mask along, against the map of where the evidence
+            lies (the warm start's occlusion map per image, the decoder's logits amortised). Default 0.5.
         null_masks: random smooth masks of the explanation's area classified for the null check
             (``Explanation.random_keep``; one batched pass); 0 skips it.
         null_limit: the share of those random masks keeping the decision from which the explanation is
@@ -282,6 +291,8 @@ class MedCAMConfig:
     prune_search: int = 0
     prune_search_reach: int | None = 2
     prune_search_guide: float = 0.0
+    prune_complete: float = 0.0
+    prune_complete_gradient: float = 0.5
     null_masks: int = 32
     null_limit: float = 0.25
     seed: int = 0
@@ -397,6 +408,12 @@ class MedCAMConfig:
             raise ValueError(f"MedCAMConfig.prune_search_guide must be >= 0, got {self.prune_search_guide}")
         if self.prune_search_reach is not None and self.prune_search_reach < 0:
             raise ValueError(f"MedCAMConfig.prune_search_reach must be >= 0 or None, got {self.prune_search_reach}")
+        if not 0.0 <= self.prune_complete < 1.0:
+            raise ValueError(f"MedCAMConfig.prune_complete must lie in [0, 1) (0 = off), got {self.prune_complete}")
+        if not 0.0 <= self.prune_complete_gradient <= 1.0:
+            raise ValueError(
+                f"MedCAMConfig.prune_complete_gradient must lie in [0, 1], got {self.prune_complete_gradient}"
+            )
         if self.prune_refine < 0:
             raise ValueError(f"MedCAMConfig.prune_refine must be >= 0, got {self.prune_refine}")
         if self.activation_channels not in ACTIVATION_CHANNELS:

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from medcam_dicom.explain import losses
 from medcam_dicom.explain.baselines import make_baseline, robustness_backgrounds
+from medcam_dicom.explain.completion import complete_evidence, removal_scores
 from medcam_dicom.explain.config import MedCAMConfig
 from medcam_dicom.explain.explanation import Explanation
 from medcam_dicom.explain.features import FeatureRecorder, MatchedLayer, default_layers, describe_layers
@@ -194,6 +195,13 @@ class MedCAM:
                                        self.config.prune_search_reach,
                                        guide=None if start is None else start.saliency,
                                        guide_weight=self.config.prune_search_guide).to(self.device)
+                if self.config.prune_complete > 0:
+                    guide = None if start is None else start.saliency
+                    scores = removal_scores(self.classifier, image, baseline, mask, target_index, guide,
+                                            self.config.prune_complete_gradient)
+                    mask = complete_evidence(self.classifier, image, baseline, mask, target_index, full_odds,
+                                             self.config.prune, self.config.prune_complete,
+                                             scores).to(self.device)
             faithful, masked_probability = verify_mask(self.classifier, image, mask, target_index, baseline)
         explanation = Explanation(
             mask=mask.cpu(),
