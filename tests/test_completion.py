@@ -62,7 +62,11 @@ def test_a_sufficient_mask_is_grown_over_the_redundant_evidence_its_removal_left
     outside = scores[~FIRST]
     assert float(scores[SECOND].min()) > float(outside.sort(descending=True).values[SECOND.sum()])
     grown = complete_evidence(classifier, image, baseline, FIRST, 1, full, "preserved", 0.3, scores)
-    assert bool((grown >= (FIRST | SECOND)).all()) and int(grown.sum()) <= 27  # the smallest growth that does
+    # removing 6 of SECOND's 9 voxels leaves log-odds 3 - 4.5 (p 0.18); 5 would leave p 0.38: the refined
+    # size is 15 voxels, between the coarse growths of 13.5 (1.5x) and 18 (2x)
+    assert bool((grown >= FIRST).all()) and int((grown & SECOND).sum()) == 6 and int(grown.sum()) == 15
+    coarse = complete_evidence(classifier, image, baseline, FIRST, 1, full, "preserved", 0.3, scores, refine=0)
+    assert torch.equal(coarse, FIRST | SECOND)  # without refining: the 2x growth
     assert _removed_probability(classifier, image, grown, baseline) <= 0.3
     kept, odds = masked_log_odds(classifier, image, grown.unsqueeze(0), 1, baseline)
     assert bool(kept[0]) and float(odds[0]) >= full  # still as convincing as the full image

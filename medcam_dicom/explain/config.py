@@ -235,9 +235,10 @@ class MedCAMConfig:
             equal area -0.145 -> -0.062, median minimality ratio 0.52 -> 0.99; docs/benchmark.md, "The
             search guided by the warm start's map").
         prune_complete: last, the mask is grown to the smallest of a few sizes (1.25 to 16 times its
-            voxels) whose removal (blurred away, as the benchmark's comprehensiveness) leaves the target's
-            probability at most this, while the grown mask still passes the pruning's test
-            (:func:`~medcam_dicom.explain.completion.complete_evidence`; one backward and two batched
+            voxels, then four finer ones below the size chosen) whose removal (blurred away, as the
+            benchmark's comprehensiveness) leaves the target's probability at most this, while the grown
+            mask still passes the pruning's test
+            (:func:`~medcam_dicom.explain.completion.complete_evidence`; one backward and four batched
             passes); a mask no size completes stays as it is. 0 = off (the default).
         prune_complete_gradient: the weight of the classifier's gradient at the image with the mask
             removed in the ranking completion grows the mask along, against the map of where the evidence
